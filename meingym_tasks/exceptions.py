@@ -1,0 +1,43 @@
+"""Every error meingym-tasks raises on purpose derives from one base class."""
+
+from __future__ import annotations
+
+
+class MeinGymTasksError(Exception):
+    """Base class for errors raised by meingym-tasks."""
+
+
+class ConfigurationError(MeinGymTasksError):
+    """A setting has a value that is not allowed; the message names both."""
+
+
+class InvalidJobRequest(MeinGymTasksError, ValueError):
+    """A job was asked for with arguments that can never work; nothing was enqueued."""
+
+
+class PermanentJobError(MeinGymTasksError):
+    """A job failed for a reason a retry cannot fix (it is not retried)."""
+
+
+class UnknownUser(PermanentJobError):
+    """The job names a user that does not exist."""
+
+    def __init__(self, user_id: int) -> None:
+        super().__init__(f"user {user_id} does not exist")
+        self.user_id = user_id
+
+
+class ValidationError(PermanentJobError, ValueError):
+    """Data that violates the domain's rules (negative reps, unknown kind, ...)."""
+
+
+class UnknownJob(MeinGymTasksError, LookupError):
+    """No job with this id is known to the queues."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}")
+        self.job_id = job_id
+
+
+class BrokerUnavailable(MeinGymTasksError):
+    """The queue broker could not be reached; nothing was enqueued."""

@@ -1,0 +1,219 @@
+"""The two Huey instances, ``actions_queue`` and ``users_queue``.
+
+They are module-level because ``huey_consumer`` imports an instance by dotted
+path, yet building one connects to nothing: storage and serializer are made
+from :class:`Settings` on first use (the environment, unless
+:func:`configure` bound explicit settings first). Job defaults (3 attempts,
+backoff 5 s then 15 s) are read from those settings when a job is enqueued.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from huey import Huey
+from huey.api import PeriodicTask, Task, TaskWrapper
+from huey.serializer import SignedSerializer
+from huey.storage import BaseStorage
+from huey.utils import Error
+
+from meingym_tasks.brokers import PostgresBroker, RedisBroker, SqliteBroker
+from meingym_tasks.exceptions import PermanentJobError
+from meingym_tasks.keys import queue_secret
+from meingym_tasks.names import ACTIONS_QUEUE, USERS_QUEUE
+from meingym_tasks.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class JobTask(Task):
+    """A task whose retry defaults come from its queue's settings, not from import time."""
+
+    queue_app: MeinGymHuey
+
+    @property  # type: ignore[override]
+    def default_retries(self) -> int:
+        return self.queue_app.settings.retries
+
+    @property  # type: ignore[override]
+    def default_retry_delay(self) -> float:
+        return self.queue_app.settings.retry_delay
+
+    @property  # type: ignore[override]
+    def default_retry_backoff(self) -> float:
+        return self.queue_app.settings.retry_backoff
+
+
+class PeriodicJobTask(JobTask, PeriodicTask):
+    """A :class:`JobTask` the scheduler enqueues when its ``validate_datetime`` says so."""
+
+
+class MeinGymHuey(Huey):
+    """Huey with lazy, settings-driven storage, signed messages and expiring results."""
+
+    def __init__(self, name: str) -> None:
+        self._settings: Settings | None = None
+        self._storage: BaseStorage | None = None
+        self._serializer: SignedSerializer | None = None
+        super().__init__(name, results=True, store_none=False, utc=True, store_intermediate_errors=False)
+        self._serializer = None  # huey made a plain one; ours is signed and made lazily
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.from_env()
+        return self._settings
+
+    def configure(self, settings: Settings | None) -> None:
+        """Use ``settings`` from now on (None: read the environment again on next use)."""
+        self.close()
+        self._settings = settings
+        self._serializer = None
+
+    def close(self) -> None:
+        if self._storage is not None:
+            close = getattr(self._storage, "close", None)
+            if close is not None:
+                close()
+            pool = getattr(self._storage, "pool", None)
+            if pool is not None:
+                pool.disconnect()
+        self._storage = None
+
+    # -- lazy storage and serializer -----------------------------------------------------------------
+
+    def create_storage(self) -> None:  # type: ignore[override]
+        return None  # built on first use, see the storage property
+
+    @property
+    def storage(self) -> BaseStorage:
+        if self._storage is None:
+            self._storage = Huey.create_storage(self)
+        return self._storage
+
+    @storage.setter
+    def storage(self, value: BaseStorage | None) -> None:
+        self._storage = value
+
+    @property
+    def serializer(self) -> SignedSerializer:
+        if self._serializer is None:
+            # Signed, so a message that was not written by someone holding the
+            # key is never unpickled by a consumer.
+            self._serializer = SignedSerializer(secret=queue_secret(self.settings), salt="meingym-tasks")
+        return self._serializer
+
+    @serializer.setter
+    def serializer(self, value: Any) -> None:
+        self._serializer = value
+
+    def get_storage(self, **kwargs: Any) -> BaseStorage:
+        settings = self.settings
+        url = settings.broker_url
+        if settings.broker == "redis":
+            # clean_name=False keeps the real queue names in the Redis keys.
+            return RedisBroker(self.name, url=url, clean_name=False, expire_time=settings.result_ttl)
+        if settings.broker == "postgres":
+            return PostgresBroker(self.name, dsn=url, table_prefix="meingym_queue")
+        path = urlsplit(url).path
+        filename = url[len("sqlite:///") :] if url.startswith("sqlite:///") else path
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return SqliteBroker(self.name, filename=filename)
+
+    def _get_timestamp(self) -> datetime:
+        # huey.utils.utcnow is bound to the real clock at import, where freezegun
+        # cannot reach it; asking datetime each time gives huey, the jobs and the
+        # tests one clock.
+        return datetime.now(UTC).replace(tzinfo=None)
+
+    # -- results -----------------------------------------------------------------------------------
+
+    def put_result(self, key: str, data: Any) -> Any:
+        """Store a result with a time to live: short for completed jobs, longer for failures."""
+        settings = self.settings
+        ttl = settings.failed_result_ttl if isinstance(data, Error) else settings.result_ttl
+        value = self.serializer.serialize(data)
+        put_result = getattr(self.storage, "put_result", None)
+        if put_result is None:  # a plain huey storage (tests in immediate mode)
+            return self.storage.put_data(key, value, is_result=True)
+        return put_result(key, value, ttl)
+
+    def build_error_result(self, task: Task, exception: BaseException) -> dict[str, Any]:
+        """The stored failure: a readable reason (``Kind: message``), the traceback, retryability."""
+        text = str(exception)
+        return {
+            "error": f"{type(exception).__name__}: {text}" if text else type(exception).__name__,
+            "retryable": not isinstance(exception, PermanentJobError),
+            "retries": task.retries,
+            "traceback": "".join(traceback.format_exception(exception)),
+            "task_id": task.id,
+        }
+
+    # -- job declaration -----------------------------------------------------------------------------
+
+    def job(
+        self,
+        name: str,
+        *,
+        retry: bool = True,
+        due: Callable[[datetime], bool] | None = None,
+    ) -> Callable[[F], TaskWrapper]:
+        """Declare the function as job ``name`` on this queue, with the default job options.
+
+        A :class:`PermanentJobError` raised by the job ends it at once (no retry);
+        any other exception is retried with backoff. ``due`` makes it a periodic
+        job: the scheduler asks it every minute with the current UTC time.
+        The function receives ``task=`` (huey's Task) when it declares that parameter.
+        """
+
+        def decorator(fn: F) -> TaskWrapper:
+            wants_task = "task" in inspect.signature(fn).parameters
+
+            @functools.wraps(fn)
+            def run(*args: Any, task: Task | None = None, **kwargs: Any) -> Any:
+                try:
+                    return fn(*args, task=task, **kwargs) if wants_task else fn(*args, **kwargs)
+                except PermanentJobError:
+                    if task is not None:  # None when called in-process with call_local()
+                        task.retries = 0  # huey treats a task with no retries left as finally failed
+                    raise
+
+            attrs: dict[str, Any] = {"queue_app": self}
+            base: type[Task] = JobTask
+            if not retry:
+                attrs["default_retries"] = 0
+            if due is not None:
+                base = PeriodicJobTask
+                attrs["validate_datetime"] = lambda _task, timestamp: due(timestamp)
+            return TaskWrapper(self, run, context=True, name=name, task_base=base, **attrs)
+
+        return decorator
+
+
+actions_queue = MeinGymHuey(ACTIONS_QUEUE)
+users_queue = MeinGymHuey(USERS_QUEUE)
+ALL_QUEUES = {ACTIONS_QUEUE: actions_queue, USERS_QUEUE: users_queue}
+
+
+def configure(settings: Settings) -> None:
+    """Bind both queues to ``settings`` (the CLI, the web app and tests call this)."""
+    for queue in ALL_QUEUES.values():
+        queue.configure(settings)
+
+
+def reset() -> None:
+    """Forget bound settings and close connections (tests; a re-exec'd consumer)."""
+    for queue in ALL_QUEUES.values():
+        queue.configure(None)
+
+
+def queue_named(name: str) -> MeinGymHuey:
+    return ALL_QUEUES[name]

@@ -1,0 +1,280 @@
+"""Settings: one frozen dataclass, parsed once from the environment.
+
+Values come from the process environment, over an optional env file named by
+``MEINGYM_CONFIG`` (``KEY=value`` lines, as systemd's ``EnvironmentFile=``
+reads them). Every bad value raises one :class:`ConfigurationError` that names
+the variable, the value and what is allowed. Loading settings reads files but
+never creates one and never connects anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from datetime import time
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from meingym_tasks.exceptions import ConfigurationError
+
+BROKER_SCHEMES = ("sqlite", "redis", "rediss", "unix", "postgresql", "postgres")
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresext", "postgresql+pool")
+WORKER_TYPES = ("thread", "process")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything meingym-tasks can be configured with; see config/meingym-tasks.env.example."""
+
+    data_dir: Path = Path("var")
+    broker_url: str = "sqlite:///var/queue.db"
+    database_url: str = "sqlite:///var/meingym.db"
+    secret_key: str | None = None
+    timezone: str = "Europe/Berlin"
+    nightly_at: time = time(3, 0)
+    scheduler_enabled: bool = True
+    job_attempts: int = 3
+    retry_delay: float = 5.0
+    retry_backoff: float = 3.0
+    result_ttl: int = 24 * 3600
+    failed_result_ttl: int = 7 * 24 * 3600
+    update_batch_size: int = 50_000
+    update_lock_ttl: int = 6 * 3600
+    max_schedule_ahead: int = 30 * 24 * 3600
+    workers: int = 2
+    worker_type: str = "thread"
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout: float = 10.0
+    mail_from: str = "MeinGym <no-reply@meingym.example>"
+
+    @property
+    def broker(self) -> str:
+        """The broker kind: ``sqlite``, ``redis`` or ``postgres``."""
+        scheme = urlsplit(self.broker_url).scheme
+        if scheme in ("redis", "rediss", "unix"):
+            return "redis"
+        if scheme in ("postgresql", "postgres"):
+            return "postgres"
+        return "sqlite"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Where welcome emails are written as .eml files when no SMTP host is set."""
+        return self.data_dir / "outbox"
+
+    @property
+    def retries(self) -> int:
+        """Huey counts retries, Bull counted attempts: 3 attempts are 2 retries."""
+        return self.job_attempts - 1
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``environ`` (default: ``os.environ``) and ``MEINGYM_CONFIG``."""
+        env = dict(os.environ if environ is None else environ)
+        config_file = env.get("MEINGYM_CONFIG")
+        if config_file:
+            env = {**read_env_file(Path(config_file)), **env}
+        return _parse(env)
+
+    def masked(self) -> dict[str, str]:
+        """The effective settings as strings, secrets replaced by ``***``."""
+        shown: dict[str, str] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name in ("secret_key", "smtp_password") and value:
+                shown[field.name] = "***"
+            elif field.name.endswith("_url"):
+                shown[field.name] = mask_url(str(value))
+            else:
+                shown[field.name] = "" if value is None else str(value)
+        return shown
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse ``KEY=value`` lines as systemd's EnvironmentFile does (comments, quotes).
+
+    Written here rather than pulling in python-dotenv: the format is a dozen
+    lines to parse and the unit files read the very same file.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(
+            f"MEINGYM_CONFIG={path}: cannot read the file ({exc.strerror}); "
+            "allowed: a readable file of KEY=value lines"
+        ) from None
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ConfigurationError(
+                f"MEINGYM_CONFIG={path}: line {number} {raw!r} is not KEY=value"
+            )
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL, keep the rest readable."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _fail(name: str, value: str, allowed: str) -> ConfigurationError:
+    return ConfigurationError(f"{name}={value!r} is not allowed; expected {allowed}")
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return value.strip() if value is not None and value.strip() != "" else None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _fail(name, raw, f"a whole number from {minimum} to {maximum}") from None
+    if not minimum <= value <= maximum:
+        raise _fail(name, raw, f"a whole number from {minimum} to {maximum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _fail(name, raw, f"a number from {minimum:g} to {maximum:g}") from None
+    if not minimum <= value <= maximum:
+        raise _fail(name, raw, f"a number from {minimum:g} to {maximum:g}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise _fail(name, raw, "one of 1/true/yes/on or 0/false/no/off")
+
+
+def _scheme_ok(name: str, url: str, schemes: tuple[str, ...]) -> str:
+    scheme = urlsplit(url).scheme
+    if scheme not in schemes:
+        raise _fail(name, mask_url(url), "a URL starting with " + ", ".join(f"{s}://" for s in schemes))
+    return url
+
+
+def _broker_url(env: Mapping[str, str], data_dir: Path) -> str:
+    """``MEINGYM_BROKER_URL`` wins; ``REDIS_URL`` or ``REDIS_HOST``/``REDIS_PORT`` select Redis."""
+    explicit = _get(env, "MEINGYM_BROKER_URL")
+    if explicit:
+        return _scheme_ok("MEINGYM_BROKER_URL", explicit, BROKER_SCHEMES)
+    redis_url = _get(env, "REDIS_URL")
+    if redis_url:
+        return _scheme_ok("REDIS_URL", redis_url, ("redis", "rediss", "unix"))
+    host, port = _get(env, "REDIS_HOST"), _get(env, "REDIS_PORT")
+    if host or port:
+        number = _int(env, "REDIS_PORT", 6379, 1, 65535)
+        host = host or "localhost"
+        if not re.fullmatch(r"[A-Za-z0-9.\-:\[\]]+", host):
+            raise _fail("REDIS_HOST", host, "a host name or IP address")
+        return f"redis://{host}:{number}/0"
+    return f"sqlite:///{data_dir / 'queue.db'}"
+
+
+def _data_dir(env: Mapping[str, str]) -> Path:
+    raw = _get(env, "MEINGYM_DATA_DIR") or "var"
+    path = Path(raw)
+    probe = path
+    while not probe.exists():  # the directory is created on first use
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.R_OK | os.W_OK | os.X_OK):
+        raise _fail("MEINGYM_DATA_DIR", raw, "a directory this user can read and write (or create)")
+    return path
+
+
+def _nightly_at(env: Mapping[str, str]) -> time:
+    raw = _get(env, "MEINGYM_NIGHTLY_AT")
+    if raw is None:
+        return time(3, 0)
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", raw)
+    if not match:
+        raise _fail("MEINGYM_NIGHTLY_AT", raw, "a local time HH:MM, for example 03:00")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+def _timezone(env: Mapping[str, str]) -> str:
+    raw = _get(env, "MEINGYM_TIMEZONE") or "Europe/Berlin"
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _fail("MEINGYM_TIMEZONE", raw, "an IANA time zone name such as Europe/Berlin or UTC") from None
+    return raw
+
+
+def _parse(env: Mapping[str, str]) -> Settings:
+    data_dir = _data_dir(env)
+    worker_type = _get(env, "MEINGYM_WORKER_TYPE") or "thread"
+    if worker_type not in WORKER_TYPES:
+        raise _fail("MEINGYM_WORKER_TYPE", worker_type, " or ".join(WORKER_TYPES))
+    database_url = _get(env, "DATABASE_URL") or f"sqlite:///{data_dir / 'meingym.db'}"
+    return Settings(
+        data_dir=data_dir,
+        broker_url=_broker_url(env, data_dir),
+        database_url=_scheme_ok("DATABASE_URL", database_url, DATABASE_SCHEMES),
+        secret_key=_get(env, "MEINGYM_SECRET_KEY"),
+        timezone=_timezone(env),
+        nightly_at=_nightly_at(env),
+        scheduler_enabled=_bool(env, "MEINGYM_SCHEDULER", True),
+        job_attempts=_int(env, "MEINGYM_JOB_ATTEMPTS", 3, 1, 100),
+        retry_delay=_float(env, "MEINGYM_RETRY_DELAY", 5.0, 0, 86400),
+        retry_backoff=_float(env, "MEINGYM_RETRY_BACKOFF", 3.0, 1, 100),
+        result_ttl=_int(env, "MEINGYM_RESULT_TTL", 24 * 3600, 1, 365 * 86400),
+        failed_result_ttl=_int(env, "MEINGYM_FAILED_RESULT_TTL", 7 * 86400, 1, 365 * 86400),
+        update_batch_size=_int(env, "MEINGYM_UPDATE_BATCH_SIZE", 50_000, 1, 10_000_000),
+        update_lock_ttl=_int(env, "MEINGYM_UPDATE_LOCK_TTL", 6 * 3600, 60, 7 * 86400),
+        max_schedule_ahead=_int(env, "MEINGYM_MAX_SCHEDULE_AHEAD", 30 * 86400, 60, 3650 * 86400),
+        workers=_int(env, "MEINGYM_WORKERS", 2, 1, 256),
+        worker_type=worker_type,
+        smtp_host=_get(env, "SMTP_HOST"),
+        smtp_port=_int(env, "SMTP_PORT", 25, 1, 65535),
+        smtp_user=_get(env, "SMTP_USER"),
+        smtp_password=_get(env, "SMTP_PASSWORD"),
+        smtp_starttls=_bool(env, "SMTP_STARTTLS", False),
+        smtp_timeout=_float(env, "SMTP_TIMEOUT", 10.0, 0.1, 600),
+        mail_from=_get(env, "MEINGYM_MAIL_FROM") or "MeinGym <no-reply@meingym.example>",
+    )

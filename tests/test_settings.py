@@ -1,0 +1,148 @@
+"""Settings come from the environment (and an env file) and bad values fail with one clear line."""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import time
+from pathlib import Path
+
+import pytest
+
+from meingym_tasks.exceptions import ConfigurationError
+from meingym_tasks.keys import load_or_create_secret
+from meingym_tasks.settings import Settings
+
+
+def test_defaults_run_embedded_with_no_server(tmp_path: Path) -> None:
+    settings = Settings.from_env({"MEINGYM_DATA_DIR": str(tmp_path)})
+
+    assert settings.broker == "sqlite"
+    assert settings.broker_url == f"sqlite:///{tmp_path / 'queue.db'}"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'meingym.db'}"
+    assert settings.timezone == "Europe/Berlin"
+    assert settings.nightly_at == time(3, 0)
+    assert (settings.job_attempts, settings.retries) == (3, 2)
+    assert (settings.retry_delay, settings.retry_backoff) == (5.0, 3.0)
+
+
+def test_redis_url_selects_redis(tmp_path: Path) -> None:
+    settings = Settings.from_env({"MEINGYM_DATA_DIR": str(tmp_path), "REDIS_URL": "redis://cache:6380/2"})
+
+    assert settings.broker == "redis"
+    assert settings.broker_url == "redis://cache:6380/2"
+
+
+@pytest.mark.parametrize(
+    ("env", "url"),
+    [
+        ({"REDIS_HOST": "queue.internal"}, "redis://queue.internal:6379/0"),
+        ({"REDIS_PORT": "6390"}, "redis://localhost:6390/0"),
+        ({"REDIS_HOST": "10.0.0.5", "REDIS_PORT": "7000"}, "redis://10.0.0.5:7000/0"),
+    ],
+)
+def test_old_redis_host_and_port_names_still_work(tmp_path: Path, env: dict[str, str], url: str) -> None:
+    settings = Settings.from_env({"MEINGYM_DATA_DIR": str(tmp_path), **env})
+
+    assert settings.broker == "redis"
+    assert settings.broker_url == url
+
+
+def test_broker_url_wins_over_the_redis_names(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "MEINGYM_DATA_DIR": str(tmp_path),
+            "MEINGYM_BROKER_URL": "postgresql://postgres@127.0.0.1/queue",
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
+        }
+    )
+
+    assert settings.broker == "postgres"
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"MEINGYM_BROKER_URL": "amqp://guest@localhost//"}, ["MEINGYM_BROKER_URL", "redis://", "sqlite://"]),
+        ({"REDIS_PORT": "http"}, ["REDIS_PORT", "'http'", "whole number from 1 to 65535"]),
+        ({"REDIS_PORT": "70000"}, ["REDIS_PORT", "70000"]),
+        ({"MEINGYM_TIMEZONE": "Mars/Olympus"}, ["MEINGYM_TIMEZONE", "Mars/Olympus", "IANA"]),
+        ({"MEINGYM_NIGHTLY_AT": "25:00"}, ["MEINGYM_NIGHTLY_AT", "HH:MM"]),
+        ({"MEINGYM_JOB_ATTEMPTS": "0"}, ["MEINGYM_JOB_ATTEMPTS", "from 1 to 100"]),
+        ({"MEINGYM_SCHEDULER": "maybe"}, ["MEINGYM_SCHEDULER", "true"]),
+        ({"DATABASE_URL": "mysql://root@localhost/gym"}, ["DATABASE_URL", "postgresql://"]),
+        ({"MEINGYM_WORKER_TYPE": "greenlet"}, ["MEINGYM_WORKER_TYPE", "thread or process"]),
+    ],
+)
+def test_a_bad_value_names_the_variable_the_value_and_what_is_allowed(
+    tmp_path: Path, env: dict[str, str], names: list[str]
+) -> None:
+    with pytest.raises(ConfigurationError) as error:
+        Settings.from_env({"MEINGYM_DATA_DIR": str(tmp_path), **env})
+
+    message = str(error.value)
+    assert "\n" not in message
+    for name in names:
+        assert name in message
+
+
+def test_an_unwritable_data_dir_is_refused(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+
+    with pytest.raises(ConfigurationError, match="MEINGYM_DATA_DIR"):
+        Settings.from_env({"MEINGYM_DATA_DIR": str(blocker / "data")})
+
+
+def test_env_file_provides_defaults_the_environment_overrides(tmp_path: Path) -> None:
+    config = tmp_path / "meingym.env"
+    config.write_text(
+        "# comment\n"
+        f"MEINGYM_DATA_DIR={tmp_path}\n"
+        "export MEINGYM_TIMEZONE='UTC'\n"
+        'MEINGYM_NIGHTLY_AT="04:30"\n'
+        "MEINGYM_JOB_ATTEMPTS=5\n"
+    )
+
+    settings = Settings.from_env({"MEINGYM_CONFIG": str(config), "MEINGYM_JOB_ATTEMPTS": "4"})
+
+    assert settings.timezone == "UTC"
+    assert settings.nightly_at == time(4, 30)
+    assert settings.job_attempts == 4
+
+
+def test_a_missing_env_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="MEINGYM_CONFIG"):
+        Settings.from_env({"MEINGYM_CONFIG": str(tmp_path / "missing.env")})
+
+
+def test_masked_settings_hide_secrets(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "MEINGYM_DATA_DIR": str(tmp_path),
+            "MEINGYM_SECRET_KEY": "s3cret",
+            "REDIS_URL": "redis://:hunter2@cache:6379/0",
+        }
+    )
+
+    shown = settings.masked()
+
+    assert shown["secret_key"] == "***"
+    assert shown["broker_url"] == "redis://:***@cache:6379/0"
+    assert "hunter2" not in str(shown) and "s3cret" not in str(shown)
+
+
+def test_loading_settings_creates_nothing(tmp_path: Path) -> None:
+    Settings.from_env({"MEINGYM_DATA_DIR": str(tmp_path / "fresh")})
+
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_generated_secret_is_private_and_reused(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "secret.key"
+
+    first = load_or_create_secret(path)
+    second = load_or_create_secret(path)
+
+    assert first == second and len(first) >= 32
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600

@@ -14,7 +14,9 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import peewee
 import pytest
@@ -145,6 +147,20 @@ def db(database_url: str, make_settings: Callable[..., Settings]) -> Iterator[pe
     finally:
         if not bound.is_closed():
             bound.close()
+
+
+@pytest.fixture
+def user(db: peewee.Database) -> Any:
+    from meingym_tasks.models import User
+
+    return User.create(email="ada@example.com", name="Ada")
+
+
+@pytest.fixture
+def squat(db: peewee.Database) -> Any:
+    from meingym_tasks.models import Exercise
+
+    return Exercise.create(name="Back Squat", kind="strength", difficulty=Decimal("1.50"))
 
 
 # --------------------------------------------------------------------------- brokers

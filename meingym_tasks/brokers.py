@@ -40,6 +40,8 @@ class _SqlExpiry:
 
     name: str
     db: Any  # huey's BaseSqlStorage.db(commit=...) context manager
+    ddl: list[str]
+    _conn: Any
     _schema_ready = False
     expiry_table = "result_expiry"
     kv_table = "kv"
@@ -88,9 +90,7 @@ class _SqlExpiry:
             )
             if curs.fetchone():  # an expired claim no longer counts
                 curs.execute(f"delete from {self.kv_table} where queue = {p} and key = {p}", (self.name, key))
-                curs.execute(
-                    f"delete from {self.expiry_table} where queue = {p} and key = {p}", (self.name, key)
-                )
+                curs.execute(f"delete from {self.expiry_table} where queue = {p} and key = {p}", (self.name, key))
             curs.execute(f"select 1 from {self.kv_table} where queue = {p} and key = {p}", (self.name, key))
             if curs.fetchone():
                 return False
@@ -98,9 +98,7 @@ class _SqlExpiry:
             if ttl is not None:
                 self._set_expiry(curs, key, ttl)
             else:
-                curs.execute(
-                    f"delete from {self.expiry_table} where queue = {p} and key = {p}", (self.name, key)
-                )
+                curs.execute(f"delete from {self.expiry_table} where queue = {p} and key = {p}", (self.name, key))
             return True
 
     def prune_results(self, now: float | None = None) -> int:

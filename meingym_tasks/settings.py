@@ -111,8 +111,7 @@ def read_env_file(path: Path) -> dict[str, str]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigurationError(
-            f"MEINGYM_CONFIG={path}: cannot read the file ({exc.strerror}); "
-            "allowed: a readable file of KEY=value lines"
+            f"MEINGYM_CONFIG={path}: cannot read the file ({exc.strerror}); allowed: a readable file of KEY=value lines"
         ) from None
     values: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -123,9 +122,7 @@ def read_env_file(path: Path) -> dict[str, str]:
         key, sep, value = line.partition("=")
         key = key.strip()
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise ConfigurationError(
-                f"MEINGYM_CONFIG={path}: line {number} {raw!r} is not KEY=value"
-            )
+            raise ConfigurationError(f"MEINGYM_CONFIG={path}: line {number} {raw!r} is not KEY=value")
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]

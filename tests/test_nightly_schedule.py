@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
@@ -15,7 +16,7 @@ from meingym_tasks.settings import Settings
 
 def nightly_fires(start: str, hours: int, schedulers: int = 1) -> list[datetime]:
     """Walk the clock minute by minute like huey's scheduler; return when the nightly job was enqueued."""
-    fired = []
+    fired: list[datetime] = []
     with freeze_time(start) as clock:
         for _ in range(hours * 60):
             for _ in range(schedulers):
@@ -54,7 +55,9 @@ def test_a_scheduler_that_was_down_at_three_catches_up_within_the_hour(queue_set
     assert [f.strftime("%H:%M") for f in fired] == ["02:30"]
 
 
-def test_no_nightly_run_where_the_scheduler_is_switched_off(make_settings, broker_url: str) -> None:
+def test_no_nightly_run_where_the_scheduler_is_switched_off(
+    make_settings: Callable[..., Settings], broker_url: str
+) -> None:
     from meingym_tasks import queues
 
     queues.configure(make_settings(MEINGYM_BROKER_URL=broker_url, MEINGYM_SCHEDULER="false"))

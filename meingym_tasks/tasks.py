@@ -1,0 +1,253 @@
+"""The jobs themselves: thin wrappers that load, call the domain, write.
+
+Each job runs inside a database connection of its own (bound from its queue's
+settings), so a consumer recovers from a dropped PostgreSQL connection at the
+next job. Importing this module registers every task on its queue, and
+:mod:`meingym_tasks.consumers` imports it for ``huey_consumer``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from huey import group
+from huey.api import Task
+from huey.utils import Error
+
+from meingym_tasks import single_flight
+from meingym_tasks.aggregates import recompute_user_stats
+from meingym_tasks.database import database, init_database
+from meingym_tasks.exceptions import UnknownUser
+from meingym_tasks.mailer import deliver, welcome_message
+from meingym_tasks.models import SentEmail, User, write_transaction
+from meingym_tasks.names import (
+    NIGHTLY_UPDATE,
+    PROCESS_USER_DATA,
+    PRUNE_RESULTS,
+    SEND_WELCOME_EMAIL,
+    UPDATE_ACTIONS_BATCH,
+    UPDATE_ACTIONS_FINISH,
+    UPDATE_ALL_ACTIONS,
+)
+from meingym_tasks.queues import ALL_QUEUES, MeinGymHuey, actions_queue, users_queue
+from meingym_tasks.rescoring import action_id_bounds, rescore_actions
+from meingym_tasks.schedule import nightly_due
+
+logger = logging.getLogger("meingym_tasks.jobs")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def utcnow() -> datetime:
+    """Naive UTC, as stored in the database and used by huey."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def with_database(queue: MeinGymHuey) -> Callable[[F], F]:
+    """Run the job inside a connection to the database of ``queue``'s settings."""
+
+    def decorator(fn: F) -> F:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            init_database(queue.settings)
+            with database.connection_context():
+                return fn(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+    return decorator
+
+
+# --------------------------------------------------------------------------- update-all-actions
+
+
+def id_ranges(first: int, last: int, size: int) -> list[tuple[int, int]]:
+    """Split the id range ``first..last`` into inclusive ranges of at most ``size`` ids."""
+    return [(start, min(start + size - 1, last)) for start in range(first, last + 1, size)]
+
+
+@actions_queue.job(UPDATE_ALL_ACTIONS)
+@with_database(actions_queue)
+def update_all_actions(task: Task) -> None:
+    """Fan the rescoring out as one batch job per id range; the finishing job stores the summary.
+
+    The run's own result (under this job's id) is written by
+    :func:`finish_actions_update` once every batch has ended, so a caller
+    waiting on this job id waits for the whole run.
+    """
+    started = time.time()
+    bounds = action_id_bounds()
+    ranges = id_ranges(*bounds, actions_queue.settings.update_batch_size) if bounds else []
+    logger.info("update-all-actions %s: %d batch(es) over ids %s", task.id, len(ranges), bounds)
+    batches = [score_actions_batch.s(first, last) for first, last in ranges]
+    actions_queue.enqueue(group(batches).then(finish_actions_update, task.id, started))
+
+
+@actions_queue.job(UPDATE_ACTIONS_BATCH)
+@with_database(actions_queue)
+def score_actions_batch(first_id: int, last_id: int) -> int:
+    """Rescore the actions with ids ``first_id..last_id`` in one set-based UPDATE."""
+    return rescore_actions(first_id, last_id, utcnow())
+
+
+@actions_queue.job(UPDATE_ACTIONS_FINISH)
+def finish_actions_update(run_id: str, started: float, results: list[Any]) -> dict[str, Any]:
+    """Store the run's summary (or its failure) under the run's job id and release the claim."""
+    failures = [r for r in results if isinstance(r, Error)]
+    summary = {
+        "actions_scored": sum(r for r in results if isinstance(r, int)),
+        "batches": len(results),
+        "seconds": round(time.time() - started, 3),
+    }
+    try:
+        if failures:
+            reason = failures[0].metadata.get("error", "unknown error")
+            actions_queue.put_result(
+                run_id,
+                Error(
+                    {
+                        "error": f"{len(failures)} of {len(results)} batches failed; first: {reason}",
+                        "retryable": True,
+                        "retries": 0,
+                        "traceback": failures[0].metadata.get("traceback", ""),
+                        "task_id": run_id,
+                        "summary": summary,
+                    }
+                ),
+            )
+        else:
+            actions_queue.put_result(run_id, summary)
+    finally:
+        single_flight.release(actions_queue, run_id)
+    logger.info("update-all-actions %s finished: %s", run_id, summary)
+    return summary
+
+
+def claim_nightly_run(now_utc: datetime) -> bool:
+    """True once per local night: the first scheduler to see the run due claims its date.
+
+    The claim is a key per local date in the broker, so two machines with the
+    scheduler on (a configuration mistake) still start one run.
+    """
+    settings = actions_queue.settings
+    if not settings.scheduler_enabled:
+        return False
+    local_date = nightly_due(now_utc, settings.nightly_at, settings.zone)
+    if local_date is None:
+        return False
+    owner = f"{socket.gethostname()}:{os.getpid()}".encode()
+    try:
+        return bool(actions_queue.storage.put_if_empty(f"nightly:{local_date.isoformat()}", owner, 3 * 86400))
+    except Exception:  # the scheduler must survive a broker outage; the next minute tries again
+        logger.exception("could not claim the nightly run of %s", local_date)
+        return False
+
+
+@actions_queue.job(NIGHTLY_UPDATE, due=claim_nightly_run)
+def nightly_update_all_actions() -> dict[str, Any]:
+    """Trigger ``update-all-actions`` (through the single-flight rule, like any other trigger)."""
+    return trigger_update_all_actions()
+
+
+def trigger_update_all_actions(eta: datetime | None = None) -> dict[str, Any]:
+    """Enqueue a run unless one is queued or running; returns its job id either way."""
+    job_id = Task().create_id()
+    holder = single_flight.claim(actions_queue, job_id)
+    if holder is not None:
+        return {"job_id": holder, "deduplicated": True}
+    try:
+        if eta is None:
+            update_all_actions(id=job_id)
+        else:
+            update_all_actions.schedule(eta=eta, id=job_id)
+    except BaseException:
+        single_flight.release(actions_queue, job_id)
+        raise
+    return {"job_id": job_id, "deduplicated": False}
+
+
+# --------------------------------------------------------------------------- users
+
+
+@users_queue.job(PROCESS_USER_DATA)
+@with_database(users_queue)
+def process_user_data(user_id: int) -> dict[str, Any]:
+    """Recompute one user's aggregates from their actions."""
+    settings = users_queue.settings
+    return recompute_user_stats(user_id, utcnow(), settings.zone)
+
+
+@users_queue.job(SEND_WELCOME_EMAIL)
+@with_database(users_queue)
+def send_welcome_email(user_id: int, task: Task) -> dict[str, Any]:
+    """Send the welcome email once per job.
+
+    The marker row and the send share one transaction: if sending fails the
+    marker is rolled back and the retry sends; once the marker is committed a
+    rerun of the same job finds it and sends nothing.
+    """
+    settings = users_queue.settings
+    with write_transaction():  # BEGIN IMMEDIATE on SQLite: read-then-write must not hit "locked"
+        sent = SentEmail.get_or_none(SentEmail.job_id == task.id)
+        if sent is not None:
+            return {"user_id": user_id, "recipient": sent.recipient, "already_sent": True}
+        user = User.get_or_none(User.id == user_id)
+        if user is None:
+            raise UnknownUser(user_id)
+        message = welcome_message(user.name, user.email, settings)
+        SentEmail.create(
+            job_id=task.id,
+            user=user,
+            kind="welcome",
+            recipient=user.email,
+            sent_at=utcnow(),
+            message_id=message["Message-ID"],
+        )
+        where = deliver(message, settings, task.id)
+    return {"user_id": user_id, "recipient": user.email, "delivered_to": where, "already_sent": False}
+
+
+# --------------------------------------------------------------------------- housekeeping
+
+
+def _every_ten_minutes(now_utc: datetime) -> bool:
+    return now_utc.minute % 10 == 0
+
+
+def _prune(queue: MeinGymHuey) -> int:
+    prune = getattr(queue.storage, "prune_results", None)
+    removed = int(prune()) if prune is not None else 0
+    if removed:
+        logger.info("%s: removed %d expired result(s)", queue.name, removed)
+    return removed
+
+
+@actions_queue.job(PRUNE_RESULTS, due=_every_ten_minutes)
+def prune_actions_results() -> int:
+    """Remove expired results of the actions queue (Bull's removeOnComplete, off the hot path)."""
+    return _prune(actions_queue)
+
+
+@users_queue.job(PRUNE_RESULTS, due=_every_ten_minutes)
+def prune_users_results() -> int:
+    """Remove expired results of the users queue."""
+    return _prune(users_queue)
+
+
+__all__ = [
+    "ALL_QUEUES",
+    "finish_actions_update",
+    "nightly_update_all_actions",
+    "process_user_data",
+    "score_actions_batch",
+    "send_welcome_email",
+    "trigger_update_all_actions",
+    "update_all_actions",
+]

@@ -1,0 +1,64 @@
+"""Default job options: 3 attempts in total, 5 s then 15 s apart; permanent errors are not retried."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import peewee
+from freezegun import freeze_time
+
+from meingym_tasks import queues
+from meingym_tasks.jobs import job_result, schedule_user_processing
+from meingym_tasks.queues import users_queue
+from meingym_tasks.settings import Settings
+
+from conftest import run_due
+
+UNREACHABLE_DATABASE = "postgresql://postgres@127.0.0.1:9/nowhere"  # the discard port refuses connections
+
+
+def test_a_transient_error_is_retried_after_5_then_15_seconds_and_fails_after_3_attempts(
+    broker_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    queues.configure(make_settings(MEINGYM_BROKER_URL=broker_url, DATABASE_URL=UNREACHABLE_DATABASE))
+    try:
+        with freeze_time("2026-11-29 10:00:00") as clock:
+            job_id = schedule_user_processing(7)["job_id"]
+
+            assert run_due(users_queue) == 1  # attempt 1: the database refuses the connection
+            assert job_result(job_id)["status"] == "pending"  # a retry is pending, not a failure yet
+            clock.tick(4.9)
+            assert run_due(users_queue) == 0
+            clock.tick(0.1)
+            assert run_due(users_queue) == 1  # attempt 2, 5 s later
+            clock.tick(14.9)
+            assert run_due(users_queue) == 0
+            clock.tick(0.1)
+            assert run_due(users_queue) == 1  # attempt 3, 15 s after attempt 2
+            clock.tick(3600)
+            assert run_due(users_queue) == 0  # no fourth attempt
+
+            outcome = job_result(job_id)
+    finally:
+        queues.reset()
+
+    assert outcome["status"] == "failed"
+    assert outcome["error"].startswith("OperationalError")
+    assert outcome["retryable"] is True
+    assert "Traceback" in outcome["traceback"]
+
+
+def test_an_unknown_user_fails_at_once_without_retry(app_settings: Settings, db: peewee.Database) -> None:
+    with freeze_time("2026-11-29 10:00:00") as clock:
+        job_id = schedule_user_processing(999)["job_id"]
+
+        assert run_due(users_queue) == 1
+        clock.tick(3600)
+        assert run_due(users_queue) == 0
+
+        outcome = job_result(job_id)
+
+    assert outcome["status"] == "failed"
+    assert outcome["error"] == "UnknownUser: user 999 does not exist"
+    assert outcome["retryable"] is False
+    assert users_queue.scheduled_count() == 0

@@ -1,0 +1,37 @@
+# meingym-tasks: every command a developer or CI needs, each creating the venv first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint format worker clean
+
+$(BIN)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+## demo: migrate, seed, run both consumers on the embedded SQLite default and run every job once
+demo: $(BIN)/.installed
+	$(BIN)/meingym-tasks demo
+
+## test: the whole test suite (Redis and PostgreSQL tests skip when those are not running)
+test: $(BIN)/.installed
+	$(BIN)/pytest
+
+## lint: ruff (lint and format check) and mypy on the package
+lint: $(BIN)/.installed
+	$(BIN)/ruff check meingym_tasks tests
+	$(BIN)/ruff format --check meingym_tasks tests
+	$(BIN)/mypy meingym_tasks
+
+format: $(BIN)/.installed
+	$(BIN)/ruff check --fix meingym_tasks tests
+	$(BIN)/ruff format meingym_tasks tests
+
+## worker: both consumers in the foreground (Ctrl-C stops them gracefully)
+worker: $(BIN)/.installed
+	$(BIN)/meingym-tasks worker all
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -293,3 +293,12 @@ def demo(app: AppContext, users: int, actions: int, timeout: float) -> None:
 
 def main() -> None:
     cli(prog_name="meingym-tasks")
+
+
+def _register_subcommands() -> None:
+    from meingym_tasks.cli_config import config
+
+    cli.add_command(config)
+
+
+_register_subcommands()

@@ -41,3 +41,11 @@ class UnknownJob(MeinGymTasksError, LookupError):
 
 class BrokerUnavailable(MeinGymTasksError):
     """The queue broker could not be reached; nothing was enqueued."""
+
+
+class JobCancelled(PermanentJobError):
+    """Somebody cancelled the job while it ran; it stops where it checks and is not retried."""
+
+
+class JobStateConflict(MeinGymTasksError):
+    """The job is in a state that does not allow the requested change (retry, cancel)."""

@@ -15,10 +15,26 @@ from typing import Any
 from huey.constants import EmptyData
 from huey.utils import Error
 
+from meingym_tasks import single_flight
 from meingym_tasks.brokers import broker_errors
-from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobRequest
+from meingym_tasks.database import init_database
+from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobRequest, JobStateConflict
 from meingym_tasks.names import JOBS, PROCESS_USER_DATA, SEND_WELCOME_EMAIL, UPDATE_ALL_ACTIONS, USER_JOBS
-from meingym_tasks.queues import ALL_QUEUES, actions_queue
+from meingym_tasks.queues import ALL_QUEUES, actions_queue, queue_named
+from meingym_tasks.registry import queries as registry_queries
+from meingym_tasks.registry.models import (
+    CANCELLABLE,
+    COMPLETE,
+    EXPIRED,
+    FAILED,
+    FINISHED,
+    QUEUED,
+    RETRYABLE,
+    RETRYING,
+    REVOKED,
+    RUNNING,
+    JobRecord,
+)
 from meingym_tasks.tasks import process_user_data, send_welcome_email, trigger_update_all_actions
 
 #: An ETA further in the past than this is a mistake (wrong year, wrong zone), not "run now".
@@ -83,7 +99,137 @@ def job_result(job_id: str) -> dict[str, Any]:
                     "traceback": value.metadata.get("traceback", ""),
                 }
             return {"job_id": job_id, "queue": queue.name, "status": "complete", "result": value}
-    return {"job_id": job_id, "status": "pending"}
+    with _registry():
+        record = registry_queries.get_record(job_id)  # UnknownJob when nobody knows this id
+    if record.state in FINISHED:  # finished, but its result has expired from the broker
+        return {"job_id": job_id, "queue": record.queue, "status": _STATUS[record.state], "state": record.state,
+                "result": record.result, "error": record.error}  # fmt: skip
+    return {"job_id": job_id, "queue": record.queue, "status": "pending", "state": record.state}
+
+
+_STATUS = {COMPLETE: "complete", FAILED: "failed", REVOKED: "failed", EXPIRED: "failed"}
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+def get_job(job_id: str) -> dict[str, Any]:
+    """The registry record of a job: state, attempts, times, progress, result, every failed attempt."""
+    validate_job_id(job_id)
+    with _registry():
+        return registry_queries.get_job(job_id)
+
+
+def list_jobs(
+    state: str | None = None,
+    queue: str | None = None,
+    name: str | None = None,
+    limit: int = 50,
+    before: str | None = None,
+) -> dict[str, Any]:
+    """Jobs newest first, ``{"jobs": [...], "next": cursor}``; pass ``next`` as ``before`` for the next page."""
+    with _registry():
+        return registry_queries.list_jobs(state=state, queue=queue, name=name, limit=limit, before=before)
+
+
+def counts() -> dict[str, dict[str, int]]:
+    """Records per queue and state."""
+    with _registry():
+        return registry_queries.counts()
+
+
+def queue_overview() -> dict[str, dict[str, Any]]:
+    """Per queue: pending and scheduled in the broker, running, failed, finished in the last hour, consumers."""
+    with _registry():
+        states = registry_queries.counts()
+        hour = registry_queries.finished_since(registry_queries.utcnow() - timedelta(hours=1))
+        consumers = registry_queries.consumers_alive()
+    overview = {}
+    with _broker():
+        for name, queue in ALL_QUEUES.items():
+            overview[name] = {
+                "pending": queue.pending_count(),
+                "scheduled": queue.scheduled_count(),
+                "running": states[name][RUNNING],
+                "retrying": states[name][RETRYING],
+                "failed": states[name][FAILED],
+                "completed_last_hour": hour[name][COMPLETE],
+                "failed_last_hour": hour[name][FAILED],
+                "consumers": [c for c in consumers if c["queue"] == name],
+            }
+    return overview
+
+
+def retry_job(job_id: str) -> dict[str, Any]:
+    """Run a failed, revoked, expired or interrupted job again: same id, same record, a new attempt."""
+    validate_job_id(job_id)
+    with _registry():
+        record = registry_queries.get_record(job_id)
+        if record.state not in RETRYABLE:
+            raise JobStateConflict(f"job {job_id} is {record.state}; only {', '.join(RETRYABLE)} jobs can be retried")
+        queue = queue_named(record.queue)
+        try:
+            task_class = queue.task_class(record.name)
+        except KeyError:
+            raise JobStateConflict(f"job {job_id} ran {record.name!r}, which this version does not know") from None
+        if record.name == UPDATE_ALL_ACTIONS:
+            holder = single_flight.claim(actions_queue, job_id)
+            if holder not in (None, job_id):
+                raise JobStateConflict(f"another run of {UPDATE_ALL_ACTIONS} is in progress: {holder}")
+        settings = queue.settings
+        (
+            JobRecord.update(
+                state=QUEUED,
+                max_attempts=record.attempts + settings.job_attempts,
+                finished_at=None,
+                next_attempt_at=None,
+                result=None,
+                cancel_requested=False,
+                progress_done=None,
+                updated_at=registry_queries.utcnow(),
+            )
+            .where(JobRecord.job_id == job_id)
+            .execute()
+        )
+    arguments = record.arguments or {}
+    task = task_class(tuple(arguments.get("args", ())), dict(arguments.get("kwargs", {})), id=job_id)
+    with _broker():
+        queue.restore_by_id(job_id)  # lift a cancellation
+        queue.delete(job_id)  # the old failure must not answer job_result() for the new attempt
+        queue.enqueue(task)
+    return get_job(job_id)
+
+
+def cancel_job(job_id: str) -> dict[str, Any]:
+    """Cancel a job: a scheduled, queued or retrying one never runs; a running one is asked to stop.
+
+    A running job stops where it reports progress (``update-all-actions``
+    stops before its next batch); one that never reports runs to its end.
+    """
+    validate_job_id(job_id)
+    with _registry():
+        record = registry_queries.get_record(job_id)
+        queue = queue_named(record.queue)
+        now = registry_queries.utcnow()
+        if record.state in CANCELLABLE:
+            with _broker():
+                queue.revoke_by_id(job_id)
+            JobRecord.update(state=REVOKED, finished_at=now, updated_at=now).where(JobRecord.job_id == job_id).execute()
+            if record.name == UPDATE_ALL_ACTIONS:
+                single_flight.release(actions_queue, job_id)
+        elif record.state == RUNNING:
+            JobRecord.update(cancel_requested=True, updated_at=now).where(JobRecord.job_id == job_id).execute()
+        else:
+            raise JobStateConflict(
+                f"job {job_id} is {record.state}; only {', '.join((*CANCELLABLE, RUNNING))} jobs can be cancelled"
+            )
+    return get_job(job_id)
+
+
+def purge(state: str | None = None, older_than: timedelta | None = None) -> int:
+    """Delete finished records (of one state, finished longer ago than ``older_than``); returns how many."""
+    with _registry():
+        return registry_queries.purge(state=state, older_than=older_than)
 
 
 def wait_for_result(job_id: str, timeout: float | None = None, poll: float = 0.1) -> dict[str, Any]:
@@ -164,6 +310,16 @@ def _enqueue_user_job(job: str, user_id: int, delay: float | None, eta: datetime
     with _broker():
         result = task(user_id) if when is None else task.schedule(args=(user_id,), eta=when)
     return {"job_id": result.id}
+
+
+class _registry:
+    """Bind the project database (where the registry lives) for the duration of a call."""
+
+    def __enter__(self) -> None:
+        init_database(actions_queue.settings)
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
+        return None
 
 
 class _broker:

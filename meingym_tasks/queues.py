@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,17 +20,20 @@ from urllib.parse import urlsplit
 
 from huey import Huey
 from huey.api import PeriodicTask, Task, TaskWrapper
+from huey.consumer import Consumer
 from huey.serializer import SignedSerializer
 from huey.storage import BaseStorage
 from huey.utils import Error
 
 from meingym_tasks.brokers import PostgresBroker, RedisBroker, SqliteBroker
+from meingym_tasks.context import current_task
 from meingym_tasks.exceptions import PermanentJobError
 from meingym_tasks.keys import queue_secret
 from meingym_tasks.names import ACTIONS_QUEUE, USERS_QUEUE
 from meingym_tasks.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
+logger = logging.getLogger("meingym_tasks.queues")
 
 
 class JobTask(Task):
@@ -63,6 +67,8 @@ class MeinGymHuey(Huey):
         self._serializer: SignedSerializer | None = None
         super().__init__(name, results=True, store_none=False, utc=True, store_intermediate_errors=False)
         self._serializer = None  # huey made a plain one; ours is signed and made lazily
+        self.consumer_class: type[Consumer] = Consumer
+        self._exit_hooks: list[Callable[[], None]] = []
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -87,6 +93,32 @@ class MeinGymHuey(Huey):
             if pool is not None:
                 pool.disconnect()
         self._storage = None
+
+    def task_class(self, name: str) -> type[Task]:
+        """The registered task class of job ``name`` on this queue (KeyError if none)."""
+        for task_class in self._registry._registry.values():
+            if task_class.__name__ == name:
+                return task_class  # type: ignore[no-any-return]
+        raise KeyError(name)
+
+    # -- consumer ------------------------------------------------------------------------------------
+
+    def create_consumer(self, **options: Any) -> Consumer:
+        return self.consumer_class(self, **options)
+
+    def on_consumer_exit(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Run ``hook`` when a consumer of this queue stops (after interrupted jobs were reported)."""
+        self._exit_hooks.append(hook)
+        return hook
+
+    def notify_interrupted_tasks(self) -> None:
+        # The last thing huey's Consumer.run does before exiting or re-executing itself (SIGHUP).
+        super().notify_interrupted_tasks()
+        for hook in self._exit_hooks:
+            try:
+                hook()
+            except Exception:
+                logger.exception("%s: consumer exit hook %r failed", self.name, hook)
 
     # -- lazy storage and serializer -----------------------------------------------------------------
 
@@ -179,12 +211,15 @@ class MeinGymHuey(Huey):
 
             @functools.wraps(fn)
             def run(*args: Any, task: Task | None = None, **kwargs: Any) -> Any:
+                token = current_task.set(task)
                 try:
                     return fn(*args, task=task, **kwargs) if wants_task else fn(*args, **kwargs)
                 except PermanentJobError:
                     if task is not None:  # None when called in-process with call_local()
                         task.retries = 0  # huey treats a task with no retries left as finally failed
                     raise
+                finally:
+                    current_task.reset(token)
 
             attrs: dict[str, Any] = {"queue_app": self}
             base: type[Task] = JobTask

@@ -41,6 +41,7 @@ class Settings:
     retry_backoff: float = 3.0
     result_ttl: int = 24 * 3600
     failed_result_ttl: int = 7 * 24 * 3600
+    keep_complete_count: int = 100_000
     update_batch_size: int = 50_000
     update_lock_ttl: int = 6 * 3600
     max_schedule_ahead: int = 30 * 24 * 3600
@@ -262,6 +263,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         retry_backoff=_float(env, "MEINGYM_RETRY_BACKOFF", 3.0, 1, 100),
         result_ttl=_int(env, "MEINGYM_RESULT_TTL", 24 * 3600, 1, 365 * 86400),
         failed_result_ttl=_int(env, "MEINGYM_FAILED_RESULT_TTL", 7 * 86400, 1, 365 * 86400),
+        keep_complete_count=_int(env, "MEINGYM_KEEP_COMPLETE_COUNT", 100_000, 0, 1_000_000_000),
         update_batch_size=_int(env, "MEINGYM_UPDATE_BATCH_SIZE", 50_000, 1, 10_000_000),
         update_lock_ttl=_int(env, "MEINGYM_UPDATE_LOCK_TTL", 6 * 3600, 60, 7 * 86400),
         max_schedule_ahead=_int(env, "MEINGYM_MAX_SCHEDULE_AHEAD", 30 * 86400, 60, 3650 * 86400),

@@ -24,9 +24,9 @@ from huey.utils import Error
 from meingym_tasks import single_flight
 from meingym_tasks.aggregates import recompute_user_stats
 from meingym_tasks.database import database, init_database
-from meingym_tasks.exceptions import UnknownUser
+from meingym_tasks.exceptions import JobCancelled, UnknownUser
 from meingym_tasks.mailer import deliver, welcome_message
-from meingym_tasks.models import SentEmail, User, write_transaction
+from meingym_tasks.models import Action, SentEmail, User, write_transaction
 from meingym_tasks.names import (
     NIGHTLY_UPDATE,
     PROCESS_USER_DATA,
@@ -36,11 +36,20 @@ from meingym_tasks.names import (
     UPDATE_ACTIONS_FINISH,
     UPDATE_ALL_ACTIONS,
 )
+from meingym_tasks.progress import add_progress, cancel_requested, set_progress
 from meingym_tasks.queues import ALL_QUEUES, MeinGymHuey, actions_queue, users_queue
+from meingym_tasks.registry import defer_completion, install
+from meingym_tasks.registry import queries as registry_queries
+from meingym_tasks.registry.models import COMPLETE, FAILED, REVOKED
+from meingym_tasks.registry.recorder import finish_record
 from meingym_tasks.rescoring import action_id_bounds, rescore_actions
 from meingym_tasks.schedule import nightly_due
 
 logger = logging.getLogger("meingym_tasks.jobs")
+
+# Every job of both queues gets a registry record; their consumers keep heartbeats.
+install(actions_queue)
+install(users_queue)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,25 +89,33 @@ def update_all_actions(task: Task) -> None:
 
     The run's own result (under this job's id) is written by
     :func:`finish_actions_update` once every batch has ended, so a caller
-    waiting on this job id waits for the whole run.
+    waiting on this job id waits for the whole run; its registry record stays
+    ``running`` until then, with progress counted by the batches.
     """
     started = time.time()
     bounds = action_id_bounds()
     ranges = id_ranges(*bounds, actions_queue.settings.update_batch_size) if bounds else []
+    set_progress(task.id, 0, Action.select().count(), f"scoring in {len(ranges)} batch(es)")
+    defer_completion(task)
     logger.info("update-all-actions %s: %d batch(es) over ids %s", task.id, len(ranges), bounds)
-    batches = [score_actions_batch.s(first, last) for first, last in ranges]
-    actions_queue.enqueue(group(batches).then(finish_actions_update, task.id, started))
+    batches = [score_actions_batch.s(first, last, parent_id=task.id) for first, last in ranges]
+    actions_queue.enqueue(group(batches).then(finish_actions_update, started, parent_id=task.id))
 
 
 @actions_queue.job(UPDATE_ACTIONS_BATCH)
 @with_database(actions_queue)
-def score_actions_batch(first_id: int, last_id: int) -> int:
+def score_actions_batch(first_id: int, last_id: int, parent_id: str) -> int:
     """Rescore the actions with ids ``first_id..last_id`` in one set-based UPDATE."""
-    return rescore_actions(first_id, last_id, utcnow())
+    if cancel_requested(parent_id):
+        raise JobCancelled(f"run {parent_id} was cancelled")
+    scored = rescore_actions(first_id, last_id, utcnow())
+    add_progress(parent_id, scored)
+    return scored
 
 
 @actions_queue.job(UPDATE_ACTIONS_FINISH)
-def finish_actions_update(run_id: str, started: float, results: list[Any]) -> dict[str, Any]:
+@with_database(actions_queue)
+def finish_actions_update(started: float, results: list[Any], parent_id: str) -> dict[str, Any]:
     """Store the run's summary (or its failure) under the run's job id and release the claim."""
     failures = [r for r in results if isinstance(r, Error)]
     summary = {
@@ -108,25 +125,24 @@ def finish_actions_update(run_id: str, started: float, results: list[Any]) -> di
     }
     try:
         if failures:
+            cancelled = cancel_requested(parent_id)
             reason = failures[0].metadata.get("error", "unknown error")
-            actions_queue.put_result(
-                run_id,
-                Error(
-                    {
-                        "error": f"{len(failures)} of {len(results)} batches failed; first: {reason}",
-                        "retryable": True,
-                        "retries": 0,
-                        "traceback": failures[0].metadata.get("traceback", ""),
-                        "task_id": run_id,
-                        "summary": summary,
-                    }
-                ),
-            )
+            error = {
+                "error": f"{len(failures)} of {len(results)} batches failed; first: {reason}",
+                "retryable": not cancelled,
+                "retries": 0,
+                "traceback": failures[0].metadata.get("traceback", ""),
+                "task_id": parent_id,
+                "summary": summary,
+            }
+            actions_queue.put_result(parent_id, Error(error))
+            finish_record(parent_id, REVOKED if cancelled else FAILED, result=summary, error=error)
         else:
-            actions_queue.put_result(run_id, summary)
+            actions_queue.put_result(parent_id, summary)
+            finish_record(parent_id, COMPLETE, result=summary)
     finally:
-        single_flight.release(actions_queue, run_id)
-    logger.info("update-all-actions %s finished: %s", run_id, summary)
+        single_flight.release(actions_queue, parent_id)
+    logger.info("update-all-actions %s finished: %s", parent_id, summary)
     return summary
 
 
@@ -230,9 +246,16 @@ def _prune(queue: MeinGymHuey) -> int:
 
 
 @actions_queue.job(PRUNE_RESULTS, due=_every_ten_minutes)
+@with_database(actions_queue)
 def prune_actions_results() -> int:
-    """Remove expired results of the actions queue (Bull's removeOnComplete, off the hot path)."""
-    return _prune(actions_queue)
+    """Remove expired results of the actions queue and old registry records (Bull's removeOnComplete).
+
+    The registry is shared by both queues, so only this queue's job prunes it.
+    """
+    records = registry_queries.prune(actions_queue.settings)
+    if records:
+        logger.info("registry: removed %d old record(s)", records)
+    return _prune(actions_queue) + records
 
 
 @users_queue.job(PRUNE_RESULTS, due=_every_ten_minutes)

@@ -20,21 +20,25 @@ def test_a_migrated_database_has_nothing_pending(db: peewee.Database) -> None:
 def test_a_fresh_database_gets_every_migration_once(tmp_path: Path) -> None:
     fresh = peewee.SqliteDatabase(str(tmp_path / "fresh.db"), pragmas={"foreign_keys": 1})
 
-    assert pending(fresh) == ["0001_initial"]
-    assert migrate(fresh) == ["0001_initial"]
+    assert pending(fresh) == ["0001_initial", "0002_job_registry"]
+    assert migrate(fresh) == ["0001_initial", "0002_job_registry"]
     assert pending(fresh) == []
     assert migrate(fresh) == []
-    assert {"user", "exercise", "action", "user_stats", "sent_email"} <= set(fresh.get_tables())
+    assert {"user", "exercise", "action", "user_stats", "sent_email", "job_record", "job_attempt"} <= set(
+        fresh.get_tables()
+    )
     fresh.close()
 
 
-def test_the_initial_migration_can_be_reverted(tmp_path: Path) -> None:
+def test_every_migration_can_be_reverted(tmp_path: Path) -> None:
     fresh = peewee.SqliteDatabase(str(tmp_path / "fresh.db"))
     migrate(fresh)
+    runner = Runner(fresh, str(MIGRATIONS_DIR))
 
-    assert Runner(fresh, str(MIGRATIONS_DIR)).down() == ["0001_initial"]
+    assert runner.down() == ["0002_job_registry"]
+    assert runner.down() == ["0001_initial"]
     assert fresh.get_tables() == ["schema_migration"]
-    assert pending(fresh) == ["0001_initial"]
+    assert pending(fresh) == ["0001_initial", "0002_job_registry"]
     fresh.close()
 
 

@@ -2,30 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
 
 import peewee
 from freezegun import freeze_time
 
 from meingym_tasks import queues
-from meingym_tasks.jobs import job_result, schedule_user_processing
+from meingym_tasks.jobs import job_result, schedule_user_processing, schedule_welcome_email
+from meingym_tasks.models import User
 from meingym_tasks.queues import users_queue
 from meingym_tasks.settings import Settings
 
 from conftest import run_due
 
-UNREACHABLE_DATABASE = "postgresql://postgres@127.0.0.1:9/nowhere"  # the discard port refuses connections
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def test_a_transient_error_is_retried_after_5_then_15_seconds_and_fails_after_3_attempts(
-    broker_url: str, make_settings: Callable[..., Settings]
+    app_env: dict[str, str], db: peewee.Database
 ) -> None:
-    queues.configure(make_settings(MEINGYM_BROKER_URL=broker_url, DATABASE_URL=UNREACHABLE_DATABASE))
+    queues.configure(Settings.from_env({**app_env, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(closed_port())}))
+    user = User.create(email="lea@example.org", name="Lea")
     try:
         with freeze_time("2026-11-29 10:00:00") as clock:
-            job_id = schedule_user_processing(7)["job_id"]
+            job_id = schedule_welcome_email(user.id)["job_id"]
 
-            assert run_due(users_queue) == 1  # attempt 1: the database refuses the connection
+            assert run_due(users_queue) == 1  # attempt 1: the SMTP server refuses the connection
             assert job_result(job_id)["status"] == "pending"  # a retry is pending, not a failure yet
             clock.tick(4.9)
             assert run_due(users_queue) == 0
@@ -43,7 +50,7 @@ def test_a_transient_error_is_retried_after_5_then_15_seconds_and_fails_after_3_
         queues.reset()
 
     assert outcome["status"] == "failed"
-    assert outcome["error"].startswith("OperationalError")
+    assert outcome["error"].startswith("ConnectionRefusedError")
     assert outcome["retryable"] is True
     assert "Traceback" in outcome["traceback"]
 

@@ -1,0 +1,365 @@
+"""Huey's signals turned into registry records.
+
+Producers (CLI, API, the app) write the enqueue synchronously: the record
+exists before the message reaches the broker. Inside a consumer, transitions
+are buffered and written by one writer thread in a transaction every
+``FLUSH_INTERVAL`` (and at shutdown), so bookkeeping costs the queue one
+batched write per interval instead of a round trip per state change; events of
+one consumer are applied in the order they happened.
+
+A write that fails is logged and retried with the next batch; it never fails
+the job it describes.
+
+Built like ``huey.contrib.stats`` (buffer, writer thread, flush on shutdown)
+rather than on it: stats logs every signal as an event row (two to four per
+job), while the registry keeps one record per job, whose times already give
+throughput and per-job durations.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import peewee
+from huey import signals as S
+from huey.api import PeriodicTask, Task
+
+from meingym_tasks.database import database, init_database
+from meingym_tasks.exceptions import JobCancelled
+from meingym_tasks.queues import MeinGymHuey
+from meingym_tasks.registry.models import (
+    COMPLETE,
+    EXPIRED,
+    FAILED,
+    FINISHED,
+    INTERRUPTED,
+    QUEUED,
+    RETRYING,
+    REVOKED,
+    RUNNING,
+    SCHEDULED,
+    JobAttempt,
+    JobRecord,
+)
+
+logger = logging.getLogger("meingym_tasks.registry")
+
+FLUSH_INTERVAL = 0.2
+MAX_BUFFERED = 100_000
+MAX_JSON = 64 * 1024
+
+Write = Callable[[], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def to_json(value: Any) -> Any:
+    """``value`` as plain JSON data (unknown types as text), or a note when it is too large."""
+    text = json.dumps(value, default=str)
+    if len(text) > MAX_JSON:
+        return {"truncated": True, "size": len(text), "start": text[:1000]}
+    return json.loads(text)
+
+
+def arguments_of(task: Task) -> dict[str, Any]:
+    kwargs = {k: v for k, v in task.kwargs.items() if k != "task"}
+    return to_json({"args": list(task.args), "kwargs": kwargs})
+
+
+def defer_completion(task: Task) -> None:
+    """Mark ``task`` as finishing later, in other jobs (its record stays ``running``)."""
+    task.completes_later = True  # type: ignore[attr-defined]
+
+
+class Recorder:
+    """Writes the registry for one queue."""
+
+    def __init__(self, queue: MeinGymHuey) -> None:
+        self.queue = queue
+        self.buffered = False
+        self._buffer: list[Write] = []
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._writer: threading.Thread | None = None
+
+    # -- wiring ------------------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        self.queue.signal(
+            S.SIGNAL_ENQUEUED, S.SIGNAL_SCHEDULED, S.SIGNAL_EXECUTING, S.SIGNAL_REVOKED, S.SIGNAL_EXPIRED,
+            S.SIGNAL_INTERRUPTED,
+        )(self.on_signal)  # fmt: skip
+        self.queue.post_execute("meingym-registry")(self.on_executed)
+
+    def start_buffering(self) -> None:
+        """Inside a consumer: buffer transitions and write them from a thread."""
+        if self.buffered:
+            return
+        self.buffered = True
+        self._stop.clear()
+        self._writer = threading.Thread(target=self._write_loop, name=f"registry-{self.queue.name}", daemon=True)
+        self._writer.start()
+
+    def stop_buffering(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._writer is not None:
+            self._writer.join(timeout=10)
+        self.flush()
+        self.buffered = False
+
+    # -- signals -----------------------------------------------------------------------------------
+
+    def on_signal(self, signal: str, task: Task, *args: Any) -> None:
+        if isinstance(task, PeriodicTask):
+            return  # housekeeping, not a job anybody asked for
+        now = utcnow()
+        try:
+            if signal == S.SIGNAL_ENQUEUED:
+                self._submit(self._enqueued(task, now))
+            elif signal == S.SIGNAL_SCHEDULED:
+                self._submit(self._scheduled(task.id, task.eta, now))
+            elif signal == S.SIGNAL_EXECUTING:
+                self._submit(self._executing(task, now, consumer_name()))
+            elif signal == S.SIGNAL_REVOKED:
+                self._submit(self._ended(task.id, REVOKED, now))
+            elif signal == S.SIGNAL_EXPIRED:
+                self._submit(self._ended(task.id, EXPIRED, now))
+            elif signal == S.SIGNAL_INTERRUPTED:
+                self._submit(self._ended(task.id, INTERRUPTED, now))
+        except Exception:
+            logger.exception("registry: could not record %s of %s", signal, task.id)
+
+    def on_executed(self, task: Task, value: Any, exception: BaseException | None) -> None:
+        if isinstance(task, PeriodicTask):
+            return
+        now = utcnow()
+        try:
+            if exception is None:
+                if not getattr(task, "completes_later", False):
+                    self._submit(self._completed(task.id, to_json(value), now))
+                return
+            error = self.queue.build_error_result(task, exception)
+            if isinstance(exception, JobCancelled):
+                state = REVOKED
+            elif not task.retries:
+                state = FAILED
+            else:
+                state = RETRYING
+            next_attempt = now + timedelta(seconds=task.retry_delay or 0) if state == RETRYING else None
+            self._submit(self._failed(task.id, state, error, consumer_name(), now, next_attempt))
+        except Exception:
+            logger.exception("registry: could not record the outcome of %s", task.id)
+
+    # -- writes --------------------------------------------------------------------------------------
+
+    def _enqueued(self, task: Task, now: datetime) -> Write:
+        eta = task.eta
+        state = SCHEDULED if eta is not None and eta > now else QUEUED
+        row = {
+            "job_id": task.id,
+            "queue": self.queue.name,
+            "name": type(task).__name__,
+            "parent_id": task.kwargs.get("parent_id"),
+            "arguments": arguments_of(task),
+            "state": state,
+            "attempts": 0,
+            "max_attempts": (task.retries or 0) + 1,
+            "enqueued_at": now,
+            "scheduled_for": eta,
+            "updated_at": now,
+        }
+
+        def write() -> None:
+            (
+                JobRecord.insert(row)
+                .on_conflict(
+                    conflict_target=[JobRecord.job_id],
+                    update={JobRecord.state: state, JobRecord.scheduled_for: eta, JobRecord.updated_at: now},
+                    where=JobRecord.state.not_in(FINISHED),
+                )
+                .execute()
+            )
+
+        return write
+
+    def _scheduled(self, job_id: str, eta: datetime | None, now: datetime) -> Write:
+        def write() -> None:
+            (
+                JobRecord.update(next_attempt_at=eta, updated_at=now)
+                .where(JobRecord.job_id == job_id, JobRecord.state == RETRYING)
+                .execute()
+            )
+            (
+                JobRecord.update(state=SCHEDULED, scheduled_for=eta, updated_at=now)
+                .where(JobRecord.job_id == job_id, JobRecord.state.in_([QUEUED, SCHEDULED]))
+                .execute()
+            )
+
+        return write
+
+    def _executing(self, task: Task, now: datetime, consumer: str) -> Write:
+        insert = self._enqueued(task, now)
+
+        def write() -> None:
+            insert()  # a record lost at enqueue time is created here
+            (
+                JobRecord.update(
+                    state=RUNNING,
+                    attempts=JobRecord.attempts + 1,
+                    started_at=now,
+                    consumer=consumer,
+                    next_attempt_at=None,
+                    updated_at=now,
+                )
+                .where(JobRecord.job_id == task.id, JobRecord.state.not_in(FINISHED))
+                .execute()
+            )
+
+        return write
+
+    def _completed(self, job_id: str, result: Any, now: datetime) -> Write:
+        def write() -> None:
+            (
+                JobRecord.update(state=COMPLETE, finished_at=now, result=result, error=None, updated_at=now)
+                .where(JobRecord.job_id == job_id)
+                .execute()
+            )
+
+        return write
+
+    def _failed(
+        self,
+        job_id: str,
+        state: str,
+        error: dict[str, Any],
+        consumer: str,
+        now: datetime,
+        next_attempt: datetime | None,
+    ) -> Write:
+        def write() -> None:
+            attempt = JobRecord.select(JobRecord.attempts).where(JobRecord.job_id == job_id)
+            JobAttempt.insert(
+                job_id=job_id,
+                attempt=peewee.fn.COALESCE(attempt, 1),
+                error=error["error"],
+                traceback=error["traceback"],
+                consumer=consumer,
+                failed_at=now,
+            ).execute()
+            (
+                JobRecord.update(
+                    state=state,
+                    error=error["error"],
+                    next_attempt_at=next_attempt,
+                    finished_at=None if state == RETRYING else now,
+                    updated_at=now,
+                )
+                .where(JobRecord.job_id == job_id)
+                .execute()
+            )
+
+        return write
+
+    def _ended(self, job_id: str, state: str, now: datetime) -> Write:
+        def write() -> None:
+            (JobRecord.update(state=state, finished_at=now, updated_at=now).where(JobRecord.job_id == job_id).execute())
+
+        return write
+
+    # -- applying ------------------------------------------------------------------------------------
+
+    def _submit(self, write: Write) -> None:
+        if not self.buffered:
+            self._apply([write])
+            return
+        with self._lock:
+            self._buffer.append(write)
+
+    def _apply(self, writes: list[Write]) -> None:
+        init_database(self.queue.settings)
+        with database.atomic():
+            for write in writes:
+                write()
+
+    def flush(self) -> None:
+        """Write everything buffered so far (the writer thread, shutdown and tests call this)."""
+        with self._flush_lock:
+            with self._lock:
+                batch, self._buffer = self._buffer, []
+            if not batch:
+                return
+            try:
+                self._apply(batch)
+            except Exception:
+                logger.exception("registry: could not write %d transition(s); will retry", len(batch))
+                with self._lock:
+                    if len(self._buffer) + len(batch) <= MAX_BUFFERED:
+                        self._buffer[:0] = batch
+                    else:
+                        logger.error("registry: buffer full, dropped %d transition(s)", len(batch))
+                if not database.is_closed():
+                    database.close()  # a broken connection is reopened on the next flush
+
+    def _write_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(FLUSH_INTERVAL)
+            self._wake.clear()
+            self.flush()
+        if database.obj is not None and not database.is_closed():
+            database.close()
+
+
+_recorders: dict[str, Recorder] = {}
+
+
+def recorder_for(queue: MeinGymHuey) -> Recorder:
+    """The one recorder of ``queue``, attached to its signals on first use."""
+    recorder = _recorders.get(queue.name)
+    if recorder is None or recorder.queue is not queue:
+        recorder = Recorder(queue)
+        recorder.attach()
+        _recorders[queue.name] = recorder
+    return recorder
+
+
+def finish_record(job_id: str, state: str, result: Any = None, error: dict[str, Any] | None = None) -> None:
+    """End a record whose job completes in other jobs (see :func:`defer_completion`), synchronously."""
+    now = utcnow()
+    with database.atomic():
+        if error is not None:
+            attempt = JobRecord.select(JobRecord.attempts).where(JobRecord.job_id == job_id)
+            JobAttempt.insert(
+                job_id=job_id,
+                attempt=peewee.fn.COALESCE(attempt, 1),
+                error=error["error"],
+                traceback=error.get("traceback", ""),
+                consumer=consumer_name(),
+                failed_at=now,
+            ).execute()
+        (
+            JobRecord.update(
+                state=state,
+                finished_at=now,
+                result=None if result is None else to_json(result),
+                error=None if error is None else error["error"],
+                updated_at=now,
+            )
+            .where(JobRecord.job_id == job_id)
+            .execute()
+        )

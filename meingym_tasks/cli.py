@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from meingym_tasks.exceptions import BrokerUnavailable, ConfigurationError, InvalidJobRequest
+from meingym_tasks.exceptions import BrokerUnavailable, ConfigurationError, InvalidJobRequest, UnknownJob
 from meingym_tasks.names import JOBS, QUEUE_ALIASES, UPDATE_ALL_ACTIONS, USER_JOBS
 from meingym_tasks.settings import Settings
 
@@ -98,6 +98,9 @@ def cli(ctx: click.Context, config: str | None) -> None:
       meingym-tasks trigger update-all-actions --wait
       meingym-tasks trigger send-welcome-email --user-id 7 --delay 60
       meingym-tasks result 3f2b8c1e-5d6a-4c1b-9a7d-0e1f2a3b4c5d
+      meingym-tasks jobs --state failed
+      meingym-tasks status 3f2b8c1e-5d6a-4c1b-9a7d-0e1f2a3b4c5d
+      meingym-tasks queues
     """
     import os
 
@@ -158,9 +161,40 @@ def trigger(
     if not as_json:
         note = " (already queued or running)" if queued.get("deduplicated") else ""
         click.echo(f"job_id: {queued['job_id']}{note}", err=True)
+        watch_progress(queued["job_id"], timeout)
     outcome = wait_for_result(queued["job_id"], timeout=timeout)
     _print(outcome, as_json)
     sys.exit(0 if outcome["status"] == "complete" else 1)
+
+
+def watch_progress(job_id: str, timeout: float | None, poll: float = 0.2) -> None:
+    """Show the job's state, and a progress bar once it reports progress, until it has ended."""
+    import time
+
+    from meingym_tasks.jobs import get_job
+    from meingym_tasks.registry.models import FINISHED
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    bar: Any = None
+    shown_state = None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            job = get_job(job_id)
+            total, done = job["progress"]["total"], job["progress"]["done"] or 0
+            if total and bar is None:
+                bar = click.progressbar(length=total, label=job["name"], file=sys.stderr, show_pos=True)
+                bar.__enter__()
+            if bar is not None:
+                bar.update(min(done, total or done) - bar.pos)
+            elif job["state"] != shown_state:
+                shown_state = job["state"]
+                click.echo(f"{job['name']}: {shown_state}", err=True)
+            if job["state"] in FINISHED:
+                return
+            time.sleep(poll)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
 
 
 @cli.command()
@@ -179,7 +213,7 @@ def result(app: AppContext, job_id: str, as_json: bool) -> None:
 
     try:
         outcome = job_result(job_id)
-    except InvalidJobRequest as exc:
+    except (InvalidJobRequest, UnknownJob) as exc:
         raise click.BadParameter(str(exc), param_hint="JOB_ID") from None
     except BrokerUnavailable as exc:
         click.echo(f"Error: {exc}", err=True)
@@ -297,8 +331,11 @@ def main() -> None:
 
 def _register_subcommands() -> None:
     from meingym_tasks.cli_config import config
+    from meingym_tasks.cli_registry import COMMANDS
 
     cli.add_command(config)
+    for command in COMMANDS:
+        cli.add_command(command)
 
 
 _register_subcommands()

@@ -126,10 +126,16 @@ def list_jobs(
     name: str | None = None,
     limit: int = 50,
     before: str | None = None,
+    children: bool = False,
 ) -> dict[str, Any]:
-    """Jobs newest first, ``{"jobs": [...], "next": cursor}``; pass ``next`` as ``before`` for the next page."""
+    """Jobs newest first, ``{"jobs": [...], "next": cursor}``; pass ``next`` as ``before`` for the next page.
+
+    Batches of a run are listed only with ``children=True`` (or when ``name`` asks for them).
+    """
     with _registry():
-        return registry_queries.list_jobs(state=state, queue=queue, name=name, limit=limit, before=before)
+        return registry_queries.list_jobs(
+            state=state, queue=queue, name=name, limit=limit, before=before, children=children
+        )
 
 
 def counts() -> dict[str, dict[str, int]]:
@@ -214,7 +220,13 @@ def cancel_job(job_id: str) -> dict[str, Any]:
         if record.state in CANCELLABLE:
             with _broker():
                 queue.revoke_by_id(job_id)
-            JobRecord.update(state=REVOKED, finished_at=now, updated_at=now).where(JobRecord.job_id == job_id).execute()
+            # cancel_requested too: consumers write their transitions a moment late, so a job
+            # recorded as queued may already run; it then stops at its next progress check.
+            (
+                JobRecord.update(state=REVOKED, cancel_requested=True, finished_at=now, updated_at=now)
+                .where(JobRecord.job_id == job_id)
+                .execute()
+            )
             if record.name == UPDATE_ALL_ACTIONS:
                 single_flight.release(actions_queue, job_id)
         elif record.state == RUNNING:

@@ -14,7 +14,7 @@ import inspect
 import logging
 import traceback
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -52,6 +52,14 @@ class JobTask(Task):
     @property  # type: ignore[override]
     def default_retry_backoff(self) -> float:
         return self.queue_app.settings.retry_backoff
+
+    def resolve_expires(self, utc: bool = True) -> datetime | None:
+        # huey resolves a relative expiry on its import-time clock; use the queue's (see _get_timestamp).
+        if self.expires and not isinstance(self.expires, datetime):
+            seconds = self.expires.total_seconds() if isinstance(self.expires, timedelta) else self.expires
+            self.expires_resolved = self.queue_app._get_timestamp() + timedelta(seconds=seconds)
+            return self.expires_resolved
+        return super().resolve_expires(utc)  # type: ignore[no-any-return]
 
 
 class PeriodicJobTask(JobTask, PeriodicTask):

@@ -10,22 +10,26 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from email import message_from_bytes
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
 import peewee
 import pytest
+from aiosmtpd.controller import Controller
 
 from meingym_tasks import queues
 from meingym_tasks.database import database, init_database
 from meingym_tasks.settings import Settings
 
-REDIS_URL = os.environ.get("MEINGYM_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_URL = os.environ.get("MEINGYM_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 POSTGRES_ADMIN_URL = os.environ.get("MEINGYM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_SERVICES = os.environ.get("MEINGYM_TEST_REQUIRE_SERVICES") == "1"
 
@@ -34,7 +38,7 @@ def _redis_problem() -> str | None:
     import redis
 
     try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+        redis.Redis.from_url(f"{REDIS_URL}/0", socket_connect_timeout=1).ping()
     except Exception as exc:  # any failure means "not usable here"
         return f"Redis at {REDIS_URL} is not reachable: {exc}"
     return None
@@ -166,21 +170,66 @@ def squat(db: peewee.Database) -> Any:
 # --------------------------------------------------------------------------- brokers
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Every queue test runs on the SQLite broker and on Redis (db 13, flushed per test)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'data' / 'queue.db'}"
-        return
+CLAIM_KEY = "meingym-tasks:test-session"
+
+
+def only_test_keys(client: Any) -> bool:
+    """True when the database holds nothing but huey keys (left by an earlier test run) and our claim."""
+    for number, key in enumerate(client.scan_iter(count=200)):
+        if not key.startswith((b"huey.", CLAIM_KEY.encode())):
+            return False
+        if number > 1000:
+            return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def redis_test_url() -> Iterator[str]:
+    """An otherwise unused Redis database number for this test session.
+
+    Like rq's test suite, pick a database nobody uses; a claim key (renewed after
+    every flush) keeps two test sessions on one Redis from sharing queues.
+    """
     require("redis")
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    try:
-        yield REDIS_URL
-    finally:
+    claim = f"{os.getpid()}:{uuid.uuid4().hex}"
+    for number in range(1, 16):
+        client = redis.Redis.from_url(f"{REDIS_URL}/{number}")
+        if client.set(CLAIM_KEY, claim, nx=True, ex=6 * 3600) and only_test_keys(client):
+            try:
+                yield f"{REDIS_URL}/{number}"
+            finally:
+                client.flushdb()
+                client.close()
+            return
+        if client.get(CLAIM_KEY) == claim.encode():
+            client.delete(CLAIM_KEY)  # the database held other keys: not ours to use
+        client.close()
+    pytest.fail(f"no free Redis database at {REDIS_URL} (1-15 are claimed or in use)")
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every queue test runs on the SQLite broker and on Redis (a database of its own, flushed per test)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'queue.db'}"
+        return
+    import redis
+
+    url = str(request.getfixturevalue("redis_test_url"))
+    client = redis.Redis.from_url(url)
+    claim = client.get(CLAIM_KEY)
+
+    def flush() -> None:
         client.flushdb()
+        client.set(CLAIM_KEY, claim or b"", ex=6 * 3600)
+
+    flush()
+    try:
+        yield url
+    finally:
+        flush()
         client.close()
 
 
@@ -260,3 +309,36 @@ def running_consumers(env: dict[str, str], log_dir: Path, workers: int = 2) -> I
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+# --------------------------------------------------------------------------- SMTP
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps every message it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (bound, then released): a closed port, or one for a server."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()

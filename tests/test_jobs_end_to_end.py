@@ -9,7 +9,9 @@ import peewee
 import pytest
 
 from meingym_tasks.jobs import (
+    get_job,
     job_result,
+    list_jobs,
     schedule_actions_update,
     schedule_user_processing,
     schedule_welcome_email,
@@ -65,6 +67,11 @@ def test_every_job_runs_through_real_consumers(
 
     assert again == {"job_id": update["job_id"], "deduplicated": True}
     assert update_outcome["status"] == "complete", update_outcome
+    run = get_job(update["job_id"])
+    assert run["state"] == "complete"
+    assert run["progress"]["done"] == run["progress"]["total"] == ACTIONS and run["progress"]["percent"] == 100
+    batches = [b for b in list_jobs(name="update-all-actions.batch")["jobs"] if b["parent_id"] == update["job_id"]]
+    assert len(batches) == 4 and {b["state"] for b in batches} == {"complete"}
     assert update_outcome["result"]["actions_scored"] == ACTIONS
     assert update_outcome["result"]["batches"] == 4
     stored = {a.id: a.score for a in Action.select(Action.id, Action.score)}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import peewee
 from freezegun import freeze_time
 
@@ -13,20 +11,13 @@ from meingym_tasks.models import User
 from meingym_tasks.queues import users_queue
 from meingym_tasks.settings import Settings
 
-from conftest import run_due
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from conftest import free_port, run_due
 
 
 def test_a_transient_error_is_retried_after_5_then_15_seconds_and_fails_after_3_attempts(
     app_env: dict[str, str], db: peewee.Database
 ) -> None:
-    queues.configure(Settings.from_env({**app_env, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(closed_port())}))
+    queues.configure(Settings.from_env({**app_env, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(free_port())}))
     user = User.create(email="lea@example.org", name="Lea")
     try:
         with freeze_time("2026-11-29 10:00:00") as clock:

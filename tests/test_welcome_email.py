@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
-from email import message_from_bytes
-from email.message import Message
-from typing import Any
 
 import peewee
 import pytest
-from aiosmtpd.controller import Controller
 
 from meingym_tasks import queues
 from meingym_tasks.jobs import job_result, schedule_welcome_email
@@ -19,36 +14,7 @@ from meingym_tasks.queues import users_queue
 from meingym_tasks.settings import Settings
 from meingym_tasks.tasks import send_welcome_email
 
-from conftest import run_due
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps every message it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
+from conftest import Inbox, free_port, run_due
 
 
 @pytest.fixture

@@ -35,8 +35,8 @@ class RegistryConsumer(Consumer):
 
     def start(self) -> None:
         self.recorder.start_buffering()
-        self._beat()
         super().start()
+        self._beat()  # after huey installed its signal handlers: alive means ready
 
     def loop(self, health_check_ts: float | None = None) -> float | None:
         health_check_ts = super().loop(health_check_ts)

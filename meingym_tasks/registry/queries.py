@@ -121,8 +121,13 @@ def list_jobs(
     name: str | None = None,
     limit: int = 50,
     before: str | None = None,
+    children: bool = False,
 ) -> dict[str, Any]:
-    """Jobs newest first: ``{"jobs": [...], "next": cursor or None}``; pass ``next`` as ``before``."""
+    """Jobs newest first: ``{"jobs": [...], "next": cursor or None}``; pass ``next`` as ``before``.
+
+    The pieces of a run (the batches of ``update-all-actions``) are left out
+    unless ``children`` is true or ``name`` asks for them.
+    """
     _check_choice("state", state, STATES)
     _check_choice("queue", queue, QUEUES)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
@@ -134,6 +139,8 @@ def list_jobs(
         query = query.where(JobRecord.queue == queue)
     if name is not None:
         query = query.where(JobRecord.name == name)
+    elif not children:
+        query = query.where(JobRecord.parent_id.is_null())
     if before is not None:
         at, job_id = decode_cursor(before)
         query = query.where(peewee.Tuple(JobRecord.enqueued_at, JobRecord.job_id) < peewee.Tuple(at, job_id))

@@ -1,0 +1,38 @@
+"""update-all-actions runs once at a time, however many callers trigger it at once."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from meingym_tasks import single_flight
+from meingym_tasks.jobs import schedule_actions_update
+from meingym_tasks.queues import actions_queue
+from meingym_tasks.settings import Settings
+
+from conftest import run_due
+
+
+def test_concurrent_triggers_get_one_run(app_settings: Settings) -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: schedule_actions_update(), range(16)))
+
+    assert len({a["job_id"] for a in answers}) == 1
+    assert sum(not a["deduplicated"] for a in answers) == 1
+    assert actions_queue.pending_count() == 1
+
+
+def test_the_claim_is_released_when_the_run_finishes(app_settings: Settings) -> None:
+    first = schedule_actions_update()["job_id"]
+    run_due(actions_queue)  # the run, its (empty) fan-out and its finishing step
+
+    assert single_flight.current(actions_queue) is None
+    assert schedule_actions_update()["job_id"] != first
+
+
+def test_a_claim_whose_run_already_has_a_result_is_taken_over(app_settings: Settings) -> None:
+    stale = schedule_actions_update()["job_id"]
+    actions_queue.put_result(stale, {"actions_scored": 0})  # finished, but its claim was never released
+
+    fresh = schedule_actions_update()
+
+    assert fresh["deduplicated"] is False and fresh["job_id"] != stale

@@ -332,8 +332,10 @@ def main() -> None:
 def _register_subcommands() -> None:
     from meingym_tasks.cli_config import config
     from meingym_tasks.cli_registry import COMMANDS
+    from meingym_tasks.cli_web import web
 
     cli.add_command(config)
+    cli.add_command(web)
     for command in COMMANDS:
         cli.add_command(command)
 

@@ -22,9 +22,100 @@ from typing import Any
 from huey.constants import EmptyData
 from huey.storage import PostgresStorage, RedisExpireStorage, SqliteStorage
 
+# Moves every due message of the schedule onto the queue in one step, so a
+# scheduler killed between huey's "pop from schedule" and "enqueue" loses none.
+SCHEDULE_TO_QUEUE_LUA = """\
+local due = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1])
+for _, item in ipairs(due) do
+    redis.call('lpush', KEYS[2], item)
+    redis.call('zrem', KEYS[1], item)
+end
+return due"""
+
 
 class RedisBroker(RedisExpireStorage):
-    """Redis: results expire by themselves (``SET ... EX``)."""
+    """Redis: results expire by themselves (``SET ... EX``); reliable fetch with in-flight lists.
+
+    A consumer that called :meth:`lease_for` takes a message with ``BLMOVE``
+    from the queue to its own in-flight list and removes it there only when
+    the job has ended (:meth:`ack`). Its heartbeat key expires if it dies; any
+    consumer's reaper then moves the dead one's in-flight messages back.
+    """
+
+    consumer_id: str | None = None
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.consumers_key = f"huey.consumers.{self.name}"
+        self._to_queue = self.conn.register_script(SCHEDULE_TO_QUEUE_LUA)
+
+    def inflight_key(self, consumer_id: str) -> str:
+        return f"huey.inflight.{self.name}.{consumer_id}"
+
+    def heartbeat_key(self, consumer_id: str) -> str:
+        return f"huey.heartbeat.{self.name}.{consumer_id}"
+
+    def lease_for(self, consumer_id: str) -> None:
+        self.consumer_id = consumer_id
+
+    def dequeue(self) -> bytes | None:
+        if self.consumer_id is None:
+            return super().dequeue()  # type: ignore[no-any-return]
+        target = self.inflight_key(self.consumer_id)
+        if self.blocking:
+            return self.conn.blmove(self.queue_key, target, self.read_timeout, "RIGHT", "LEFT")  # type: ignore[no-any-return]
+        return self.conn.lmove(self.queue_key, target, "RIGHT", "LEFT")  # type: ignore[no-any-return]
+
+    def ack(self, data: bytes) -> None:
+        if self.consumer_id is not None:
+            self.conn.lrem(self.inflight_key(self.consumer_id), 1, data)
+
+    def beat(self, ttl: int) -> None:
+        assert self.consumer_id is not None
+        pipe = self.conn.pipeline()
+        pipe.sadd(self.consumers_key, self.consumer_id)
+        pipe.set(self.heartbeat_key(self.consumer_id), b"1", ex=ttl)
+        pipe.execute()
+
+    def inflight(self, consumer_id: str | None = None) -> list[bytes]:
+        return self.conn.lrange(self.inflight_key(consumer_id or self.consumer_id or ""), 0, -1)  # type: ignore[no-any-return]
+
+    def dead_consumers(self) -> list[str]:
+        members = [m.decode() for m in self.conn.smembers(self.consumers_key)]
+        members = [m for m in members if m != self.consumer_id]
+        if not members:
+            return []
+        pipe = self.conn.pipeline()
+        for member in members:
+            pipe.exists(self.heartbeat_key(member))
+        return [m for m, alive in zip(members, pipe.execute(), strict=True) if not alive]
+
+    def claim_one(self, dead_id: str) -> bytes | None:
+        """Move one message of a dead consumer's in-flight list into ours (atomic: one reaper gets it)."""
+        assert self.consumer_id is not None
+        return self.conn.lmove(self.inflight_key(dead_id), self.inflight_key(self.consumer_id), "RIGHT", "LEFT")  # type: ignore[no-any-return]
+
+    def requeue(self, data: bytes) -> None:
+        """Put a message we hold back at the head of the queue and drop it from our in-flight list."""
+        assert self.consumer_id is not None
+        pipe = self.conn.pipeline(transaction=True)
+        pipe.rpush(self.queue_key, data)
+        pipe.lrem(self.inflight_key(self.consumer_id), 1, data)
+        pipe.execute()
+
+    def end_heartbeat(self) -> None:
+        """Declare this consumer gone: reapers recover anything left in its in-flight list."""
+        if self.consumer_id is not None:
+            self.conn.delete(self.heartbeat_key(self.consumer_id))
+
+    def forget_consumer(self, consumer_id: str) -> None:
+        pipe = self.conn.pipeline()
+        pipe.srem(self.consumers_key, consumer_id)
+        pipe.delete(self.heartbeat_key(consumer_id))
+        pipe.execute()
+
+    def move_due_to_queue(self, ts: Any) -> list[bytes]:
+        return self._to_queue(keys=[self.schedule_key, self.queue_key], args=[self.convert_ts(ts)]) or []  # type: ignore[no-any-return]
 
     def put_result(self, key: str, value: bytes, ttl: int) -> None:
         self.conn.set(self.result_key(key), value, ex=ttl)
@@ -40,6 +131,7 @@ class _SqlExpiry:
 
     name: str
     db: Any  # huey's BaseSqlStorage.db(commit=...) context manager
+    sql: Any  # huey's BaseSqlStorage.sql(query, params, commit=, results=)
     ddl: list[str]
     _conn: Any
     _schema_ready = False
@@ -119,12 +211,168 @@ class _SqlExpiry:
         return removed
 
 
-class SqliteBroker(_SqlExpiry, SqliteStorage):
+class _SqlLeases(_SqlExpiry):
+    """Reliable fetch on SQL: a taken message moves to ``inflight`` until its job has ended."""
+
+    consumer_id: str | None = None
+    task_table = "task"
+    schedule_table = "schedule"
+    inflight_table = "inflight"
+    heartbeat_table = "heartbeat"
+
+    def _lease_ddl(self) -> list[str]:
+        blob = "bytea" if self.param == "%s" else "blob"
+        serial = "bigserial primary key" if self.param == "%s" else "integer not null primary key"
+        return [
+            f"create table if not exists {self.inflight_table} (id {serial}, queue text not null, "
+            f"consumer text not null, data {blob} not null, priority double precision not null default 0, "
+            "taken_at double precision not null)",
+            f"create index if not exists {self.inflight_table}_consumer on {self.inflight_table} (queue, consumer)",
+            f"create table if not exists {self.heartbeat_table} (queue text not null, consumer text not null, "
+            "expires double precision not null, primary key (queue, consumer))",
+        ]
+
+    def lease_for(self, consumer_id: str) -> None:
+        self.consumer_id = consumer_id
+
+    def _take(self, curs: Any) -> bytes | None:
+        """Move the next message from the queue to our in-flight rows, inside the caller's transaction."""
+        p = self.param
+        curs.execute(
+            f"select id, data, priority from {self.task_table} where queue = {p} "
+            f"order by priority desc, id limit 1" + (" for update skip locked" if p == "%s" else ""),
+            (self.name,),
+        )
+        row = curs.fetchone()
+        if row is None:
+            return None
+        task_id, data, priority = row
+        curs.execute(f"delete from {self.task_table} where id = {p}", (task_id,))
+        curs.execute(
+            f"insert into {self.inflight_table} (queue, consumer, data, priority, taken_at) "
+            f"values ({p}, {p}, {p}, {p}, {p})",
+            (self.name, self.consumer_id, data, priority, time.time()),
+        )
+        return bytes(data)
+
+    def _drop(self, curs: Any, consumer_id: str, data: bytes) -> None:
+        p = self.param
+        curs.execute(
+            f"delete from {self.inflight_table} where id = (select id from {self.inflight_table} "
+            f"where queue = {p} and consumer = {p} and data = {p} limit 1)",
+            (self.name, consumer_id, data),
+        )
+
+    def ack(self, data: bytes) -> None:
+        if self.consumer_id is not None:
+            with self.db(commit=True) as curs:
+                self._drop(curs, self.consumer_id, data)
+
+    def beat(self, ttl: int) -> None:
+        p = self.param
+        with self.db(commit=True) as curs:
+            curs.execute(
+                f"delete from {self.heartbeat_table} where queue = {p} and consumer = {p}",
+                (self.name, self.consumer_id),
+            )
+            curs.execute(
+                f"insert into {self.heartbeat_table} (queue, consumer, expires) values ({p}, {p}, {p})",
+                (self.name, self.consumer_id, time.time() + ttl),
+            )
+
+    def inflight(self, consumer_id: str | None = None) -> list[bytes]:
+        p = self.param
+        rows = self.sql(
+            f"select data from {self.inflight_table} where queue = {p} and consumer = {p} order by id",
+            (self.name, consumer_id or self.consumer_id),
+            results=True,
+        )
+        return [bytes(data) for (data,) in rows]
+
+    def dead_consumers(self) -> list[str]:
+        """Consumers holding messages (or a heartbeat) whose heartbeat has expired."""
+        p = self.param
+        rows = self.sql(
+            f"select distinct i.consumer from {self.inflight_table} i left join {self.heartbeat_table} h "
+            f"on h.queue = i.queue and h.consumer = i.consumer "
+            f"where i.queue = {p} and (h.expires is null or h.expires < {p}) "
+            f"union select consumer from {self.heartbeat_table} where queue = {p} and expires < {p}",
+            (self.name, time.time(), self.name, time.time()),
+            results=True,
+        )
+        return [c for (c,) in rows if c != self.consumer_id]
+
+    def claim_one(self, dead_id: str) -> bytes | None:
+        p = self.param
+        with self.db(commit=True) as curs:
+            curs.execute(
+                f"update {self.inflight_table} set consumer = {p} where id = (select id from {self.inflight_table} "
+                f"where queue = {p} and consumer = {p} order by id limit 1) returning data",
+                (self.consumer_id, self.name, dead_id),
+            )
+            row = curs.fetchone()
+        return None if row is None else bytes(row[0])
+
+    def requeue(self, data: bytes) -> None:
+        assert self.consumer_id is not None
+        p = self.param
+        with self.db(commit=True) as curs:
+            curs.execute(
+                f"insert into {self.task_table} (queue, data, priority) values ({p}, {p}, {p})",
+                (self.name, data, 0),
+            )
+            self._drop(curs, self.consumer_id, data)
+        self._notify_new()
+
+    def end_heartbeat(self) -> None:
+        if self.consumer_id is not None:
+            self.forget_consumer(self.consumer_id)  # in-flight rows without a heartbeat are recovered
+
+    def forget_consumer(self, consumer_id: str) -> None:
+        p = self.param
+        with self.db(commit=True) as curs:
+            curs.execute(
+                f"delete from {self.heartbeat_table} where queue = {p} and consumer = {p}", (self.name, consumer_id)
+            )
+
+    def move_due_to_queue(self, ts: Any) -> list[bytes]:
+        p = self.param
+        with self.db(commit=True) as curs:
+            curs.execute(
+                f"select id, data from {self.schedule_table} where queue = {p} and timestamp <= {p} "
+                "order by timestamp, id",
+                (self.name, ts.timestamp()),
+            )
+            rows = curs.fetchall()
+            for row_id, data in rows:
+                curs.execute(
+                    f"insert into {self.task_table} (queue, data, priority) values ({p}, {p}, {p})",
+                    (self.name, data, 0),
+                )
+                curs.execute(f"delete from {self.schedule_table} where id = {p}", (row_id,))
+        if rows:
+            self._notify_new()
+        return [bytes(data) for _, data in rows]
+
+    def _notify_new(self) -> None:
+        """Wake blocked consumers (PostgreSQL's LISTEN/NOTIFY); nothing to do on SQLite."""
+
+
+class SqliteBroker(_SqlLeases, SqliteStorage):
     """The embedded default: one SQLite file holds both queues."""
 
     def __init__(self, name: str, filename: str, **kwargs: Any) -> None:
         super().__init__(name, filename=filename, create_tables=False, **kwargs)
-        self.ddl = [*self.ddl, *self._expiry_ddl()]
+        self.ddl = [*self.ddl, *self._expiry_ddl(), *self._lease_ddl()]
+
+    def dequeue(self) -> bytes | None:
+        if self.consumer_id is None:
+            return super().dequeue()  # type: ignore[no-any-return]
+        # The same cheap look before the exclusive lock as huey's own dequeue.
+        if not self.sql("select 1 from task where queue = ? limit 1", (self.name,), results=True):
+            return None
+        with self.db(commit=True) as curs:
+            return self._take(curs)
 
     @property
     def conn(self) -> Any:
@@ -141,7 +389,7 @@ class SqliteBroker(_SqlExpiry, SqliteStorage):
         return self._conn
 
 
-class PostgresBroker(_SqlExpiry, PostgresStorage):
+class PostgresBroker(_SqlLeases, PostgresStorage):
     """PostgreSQL as broker, for deployments that want no Redis."""
 
     param = "%s"
@@ -154,7 +402,19 @@ class PostgresBroker(_SqlExpiry, PostgresStorage):
             f"insert into {self.table_kv} (queue, key, value) values (%s, %s, %s) "
             "on conflict (queue, key) do update set value = excluded.value"
         )
-        self.ddl = [*self.ddl, *self._expiry_ddl()]
+        prefix = self.table_kv.removesuffix("_kv")
+        self.task_table, self.schedule_table = self.table_task, self.table_schedule
+        self.inflight_table, self.heartbeat_table = f"{prefix}_inflight", f"{prefix}_heartbeat"
+        self.ddl = [*self.ddl, *self._expiry_ddl(), *self._lease_ddl()]
+
+    def _dequeue(self) -> bytes | None:
+        if self.consumer_id is None:
+            return super()._dequeue()  # type: ignore[no-any-return]
+        with self.db(commit=True) as curs:
+            return self._take(curs)
+
+    def _notify_new(self) -> None:
+        self.sql("select pg_notify(%s, %s)", (self.channel, ""))
 
     @property
     def conn(self) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,13 +20,14 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from huey import Huey
+from huey import signals as S
 from huey.api import PeriodicTask, Task, TaskWrapper
 from huey.consumer import Consumer
 from huey.serializer import SignedSerializer
 from huey.storage import BaseStorage
 from huey.utils import Error
 
-from meingym_tasks.brokers import PostgresBroker, RedisBroker, SqliteBroker
+from meingym_tasks.brokers import PostgresBroker, RedisBroker, SqliteBroker, broker_errors
 from meingym_tasks.context import current_task
 from meingym_tasks.exceptions import PermanentJobError
 from meingym_tasks.keys import queue_secret
@@ -66,6 +68,18 @@ class PeriodicJobTask(JobTask, PeriodicTask):
     """A :class:`JobTask` the scheduler enqueues when its ``validate_datetime`` says so."""
 
 
+def check_arguments(task: Task) -> None:
+    """Raise TypeError when the message's arguments do not fit the job's signature."""
+    function = getattr(task, "job_function", None)
+    if function is None:
+        return
+    kwargs = {k: v for k, v in task.kwargs.items() if k != "task"}
+    signature = inspect.signature(function)
+    if "task" in signature.parameters:
+        kwargs["task"] = None
+    signature.bind(*task.args, **kwargs)
+
+
 class MeinGymHuey(Huey):
     """Huey with lazy, settings-driven storage, signed messages and expiring results."""
 
@@ -77,6 +91,13 @@ class MeinGymHuey(Huey):
         self._serializer = None  # huey made a plain one; ours is signed and made lazily
         self.consumer_class: type[Consumer] = Consumer
         self._exit_hooks: list[Callable[[], None]] = []
+        self._dead_letter_hooks: list[Callable[[bytes, str], None]] = []
+        self._broker_down_since: float | None = None
+        self._outage_delay = 0.0
+        self._interrupted: set[str] = set()
+        #: Set when the consumer begins to stop: a message taken after that goes straight back.
+        self.stopping = False
+        self.signal(S.SIGNAL_INTERRUPTED)(self._remember_interrupted)
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -108,6 +129,104 @@ class MeinGymHuey(Huey):
             if task_class.__name__ == name:
                 return task_class  # type: ignore[no-any-return]
         raise KeyError(name)
+
+    # -- reliable consumption ------------------------------------------------------------------------
+
+    def on_dead_letter(self, hook: Callable[[bytes, str], None]) -> Callable[[bytes, str], None]:
+        """Call ``hook(message, reason)`` for every message that cannot run (bad signature, unknown task...)."""
+        self._dead_letter_hooks.append(hook)
+        return hook
+
+    def dead_letter(self, data: bytes, reason: str) -> None:
+        logger.error("%s: dead-lettered a message: %s", self.name, reason)
+        for hook in self._dead_letter_hooks:
+            try:
+                hook(data, reason)
+            except Exception:
+                logger.exception("%s: dead-letter hook failed", self.name)
+
+    def dequeue(self) -> Task | None:
+        """Take the next message; a message that cannot run is dead-lettered, never executed.
+
+        While the broker is unreachable this logs one line per outage and backs
+        off (up to 5 s) instead of letting huey log a traceback per poll.
+        """
+        try:
+            data = self.storage.dequeue()
+        except broker_errors() as exc:
+            self._broker_unavailable(exc)
+            return None
+        self._broker_available()
+        if data is None:
+            return None
+        if self.stopping:  # taken by a dequeue that was already waiting when the stop began
+            requeue = getattr(self.storage, "requeue", None)
+            if requeue is not None:
+                requeue(data)
+                return None
+        try:
+            task = self.deserialize_task(data)
+            check_arguments(task)
+        except Exception as exc:
+            self.dead_letter(data, f"{type(exc).__name__}: {exc}")
+            self._ack(data)
+            return None
+        task.lease = data  # type: ignore[attr-defined]
+        return task
+
+    def execute(self, task: Task, timestamp: datetime | None = None) -> Any:
+        try:
+            return super().execute(task, timestamp)
+        finally:
+            lease = getattr(task, "lease", None)
+            if lease is not None and task.id not in self._interrupted:
+                self._ack(lease)  # ended one way or another: complete, failed, retried, revoked, scheduled
+            self._interrupted.discard(task.id)
+
+    def _remember_interrupted(self, signal: str, task: Task, *args: Any) -> None:
+        self._interrupted.add(task.id)  # stays in flight: requeued at exit or by a reaper
+
+    def _ack(self, data: bytes) -> None:
+        ack = getattr(self.storage, "ack", None)
+        if ack is not None:
+            try:
+                ack(data)
+            except broker_errors():
+                logger.exception("%s: could not acknowledge a finished job; it may run again", self.name)
+
+    def read_schedule(self, timestamp: datetime | None = None) -> list[Task]:
+        """Move due scheduled jobs onto the queue in one broker step (none lost to a crash in between).
+
+        Returns nothing for huey's scheduler to enqueue: the broker already did.
+        """
+        timestamp = timestamp or self._get_timestamp()
+        move = getattr(self.storage, "move_due_to_queue", None)
+        try:
+            if move is None:
+                return super().read_schedule(timestamp)  # type: ignore[no-any-return]
+            moved = move(timestamp)
+        except broker_errors() as exc:
+            self._broker_unavailable(exc, sleep=False)
+            return []
+        for task in self._deserialize_all(moved):
+            self._emit(S.SIGNAL_ENQUEUED, task)
+        return []
+
+    def _broker_unavailable(self, exc: BaseException, sleep: bool = True) -> None:
+        if self._broker_down_since is None:
+            self._broker_down_since = time.monotonic()
+            logger.error("%s: broker unavailable (%s); retrying with backoff", self.name, exc)
+        if sleep:
+            self._outage_delay = min(max(self._outage_delay * 2, 0.1), 5.0)
+            time.sleep(self._outage_delay)
+
+    def _broker_available(self) -> None:
+        if self._broker_down_since is not None:
+            logger.warning(
+                "%s: broker available again after %.1f s", self.name, time.monotonic() - self._broker_down_since
+            )
+            self._broker_down_since = None
+            self._outage_delay = 0.0
 
     # -- consumer ------------------------------------------------------------------------------------
 
@@ -229,7 +348,7 @@ class MeinGymHuey(Huey):
                 finally:
                     current_task.reset(token)
 
-            attrs: dict[str, Any] = {"queue_app": self}
+            attrs: dict[str, Any] = {"queue_app": self, "job_function": staticmethod(fn)}
             base: type[Task] = JobTask
             if not retry:
                 attrs["default_retries"] = 0

@@ -45,6 +45,9 @@ class Settings:
     update_batch_size: int = 50_000
     update_lock_ttl: int = 6 * 3600
     max_schedule_ahead: int = 30 * 24 * 3600
+    reliable_fetch: bool = True
+    heartbeat_timeout: int = 30
+    max_recoveries: int = 3
     workers: int = 2
     worker_type: str = "thread"
     smtp_host: str | None = None
@@ -267,6 +270,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
         update_batch_size=_int(env, "MEINGYM_UPDATE_BATCH_SIZE", 50_000, 1, 10_000_000),
         update_lock_ttl=_int(env, "MEINGYM_UPDATE_LOCK_TTL", 6 * 3600, 60, 7 * 86400),
         max_schedule_ahead=_int(env, "MEINGYM_MAX_SCHEDULE_AHEAD", 30 * 86400, 60, 3650 * 86400),
+        reliable_fetch=_bool(env, "MEINGYM_RELIABLE_FETCH", True),
+        heartbeat_timeout=_int(env, "MEINGYM_HEARTBEAT_TIMEOUT", 30, 2, 3600),
+        max_recoveries=_int(env, "MEINGYM_MAX_RECOVERIES", 3, 0, 100),
         workers=_int(env, "MEINGYM_WORKERS", 2, 1, 256),
         worker_type=worker_type,
         smtp_host=_get(env, "SMTP_HOST"),

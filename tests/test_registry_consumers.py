@@ -23,6 +23,7 @@ from meingym_tasks.jobs import (
     schedule_welcome_email,
 )
 from meingym_tasks.models import User
+from meingym_tasks.queues import users_queue
 from meingym_tasks.seed import seed_demo_data
 from meingym_tasks.settings import Settings
 
@@ -113,7 +114,7 @@ def stalled_smtp() -> Iterator[int]:
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-def test_a_job_running_when_its_consumer_is_stopped_hard_is_interrupted(
+def test_a_job_running_when_its_consumer_is_stopped_hard_goes_back_on_the_queue(
     bound: Callable[..., dict[str, str]], db: peewee.Database, stalled_smtp: int, tmp_path: Path
 ) -> None:
     # PostgreSQL only: on SQLite the stalled job's open write transaction would block the registry.
@@ -123,7 +124,10 @@ def test_a_job_running_when_its_consumer_is_stopped_hard_is_interrupted(
     with running_consumers(env, tmp_path / "logs") as (_, users_consumer):
         job_id = schedule_welcome_email(user.id)["job_id"]
         wait_until(lambda: get_job(job_id)["state"] == "running", 60, "the job to start")
-        users_consumer.send_signal(signal.SIGTERM)  # huey's "stop now"
+        users_consumer.send_signal(signal.SIGTERM)  # huey's "stop now, interrupt running jobs"
         assert users_consumer.wait(30) == 0
 
-    assert get_job(job_id)["state"] == "interrupted"
+    log = (tmp_path / "logs" / "consumer-users.log").read_text()
+    assert get_job(job_id)["state"] == "queued"
+    assert users_queue.pending_count() == 1
+    assert f"job {job_id} put back on the queue at shutdown" in log

@@ -1,4 +1,16 @@
-"""A huey Consumer that keeps the registry: buffered transitions and a heartbeat."""
+"""A huey Consumer that loses no job: leases, heartbeats, a reaper, and the registry.
+
+* Reliable fetch (``MEINGYM_RELIABLE_FETCH``, on by default): the storage keeps
+  every message this consumer took in its in-flight list until the job ended.
+* A broker heartbeat every third of ``MEINGYM_HEARTBEAT_TIMEOUT``; the reaper,
+  in every consumer and safe to run concurrently, moves the in-flight messages
+  of consumers whose heartbeat expired back onto the queue (``interrupted``,
+  then ``queued`` in the registry). A job recovered more than
+  ``MEINGYM_MAX_RECOVERIES`` times is failed and dead-lettered instead.
+* On a graceful stop, jobs still running when huey gives up waiting are put
+  back on the queue by the consumer itself.
+* The registry: buffered transitions and a heartbeat row for ``queues``.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +18,10 @@ import logging
 import os
 import socket
 import time
+import uuid
 from typing import Any
 
+from huey import signals as S
 from huey.consumer import Consumer
 
 from meingym_tasks.database import init_database
@@ -15,41 +29,139 @@ from meingym_tasks.queues import MeinGymHuey
 from meingym_tasks.registry.models import ConsumerRecord
 from meingym_tasks.registry.recorder import Recorder, recorder_for, utcnow
 
-logger = logging.getLogger("meingym_tasks.registry")
+logger = logging.getLogger("meingym_tasks.consumer")
 
 HEARTBEAT_INTERVAL = 10.0
-#: A consumer whose last heartbeat is older than this is not alive.
+#: A consumer whose last registry heartbeat is older than this is not alive.
 HEARTBEAT_TIMEOUT = 3 * HEARTBEAT_INTERVAL
 
 
 class RegistryConsumer(Consumer):
-    """Huey's consumer, plus a heartbeat row and a buffered registry writer."""
+    """Huey's consumer, plus reliable fetch, heartbeats, a reaper and a buffered registry writer."""
+
+    huey: MeinGymHuey
 
     def __init__(self, huey: MeinGymHuey, **options: Any) -> None:
         super().__init__(huey, **options)
         self.recorder: Recorder = recorder_for(huey)
-        self.consumer_id = f"{socket.gethostname()}:{os.getpid()}:{huey.name}"
+        self.consumer_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.registry_id = f"{socket.gethostname()}:{os.getpid()}:{huey.name}"
         self.started_at = utcnow()
+        settings = huey.settings
+        self.reliable = settings.reliable_fetch and hasattr(huey.storage, "lease_for")
+        self.lease_ttl = settings.heartbeat_timeout
         self._next_beat = 0.0
+        self._next_lease_beat = 0.0
+        self._next_reap = 0.0
         huey.on_consumer_exit(self._stopped)
+
+    # -- lifecycle --------------------------------------------------------------------------------------
 
     def start(self) -> None:
         self.recorder.start_buffering()
+        if self.reliable:
+            self.huey.storage.lease_for(self.consumer_id)
+            self._beat_lease()
+            self._reap()  # jobs of consumers that died while nobody was running
         super().start()
         self._beat()  # after huey installed its signal handlers: alive means ready
 
     def loop(self, health_check_ts: float | None = None) -> float | None:
         health_check_ts = super().loop(health_check_ts)
-        if time.monotonic() >= self._next_beat:
+        now = time.monotonic()
+        if self.reliable and now >= self._next_lease_beat:
+            self._beat_lease()
+        if self.reliable and now >= self._next_reap:
+            self._reap()
+        if now >= self._next_beat:
             self._beat()
         return health_check_ts
+
+    def stop(self, graceful: bool = False) -> None:
+        self.huey.stopping = True  # no new job from here on; running ones finish (graceful) or go back
+        super().stop(graceful)
+
+    def _stopped(self) -> None:
+        if self.reliable:
+            self._release_inflight()
+        self.recorder.stop_buffering()
+        try:
+            ConsumerRecord.delete().where(ConsumerRecord.consumer_id == self.registry_id).execute()
+        except Exception:
+            logger.exception("registry: could not remove %s", self.registry_id)
+
+    # -- reliability --------------------------------------------------------------------------------------
+
+    def _beat_lease(self) -> None:
+        self._next_lease_beat = time.monotonic() + self.lease_ttl / 3
+        try:
+            self.huey.storage.beat(self.lease_ttl)
+        except Exception:
+            logger.warning("%s: broker heartbeat failed; retrying", self.huey.name)
+
+    def _reap(self) -> None:
+        """Put the jobs of dead consumers back on the queue (any consumer may do this, concurrently)."""
+        self._next_reap = time.monotonic() + max(1.0, self.lease_ttl / 3)
+        storage = self.huey.storage
+        try:
+            for dead in storage.dead_consumers():
+                recovered = 0
+                while (data := storage.claim_one(dead)) is not None:
+                    self._recover(data, dead)
+                    recovered += 1
+                storage.forget_consumer(dead)
+                if recovered:
+                    logger.warning("%s: recovered %d job(s) of dead consumer %s", self.huey.name, recovered, dead)
+        except Exception:
+            logger.warning("%s: reaper could not run; retrying", self.huey.name, exc_info=True)
+
+    def _recover(self, data: bytes, dead: str) -> None:
+        storage = self.huey.storage
+        try:
+            task = self.huey.deserialize_task(data)
+        except Exception as exc:
+            self.huey.dead_letter(data, f"unreadable message recovered from {dead}: {exc}")
+            storage.ack(data)
+            return
+        count = self.recorder.count_recovery(task.id)
+        limit = self.huey.settings.max_recoveries
+        if count is not None and count > limit:
+            reason = f"the job's consumer died {count} times while running it (limit {limit}); not run again"
+            logger.error("%s: %s: %s", self.huey.name, task.id, reason)
+            self.recorder.fail_now(task, reason)
+            self.huey.dead_letter(data, reason)
+            storage.ack(data)
+            return
+        self.recorder.on_signal(S.SIGNAL_INTERRUPTED, task)
+        storage.requeue(data)
+        self.recorder.on_signal(S.SIGNAL_ENQUEUED, task)
+        logger.warning("%s: job %s (%s) recovered from %s", self.huey.name, task.id, task.name, dead)
+
+    def _release_inflight(self) -> None:
+        """Put jobs that were still running when the graceful stop gave up back on the queue."""
+        storage = self.huey.storage
+        try:
+            for data in storage.inflight():
+                storage.requeue(data)
+                try:
+                    task = self.huey.deserialize_task(data)
+                    self.recorder.on_signal(S.SIGNAL_ENQUEUED, task)
+                    logger.warning("%s: job %s put back on the queue at shutdown", self.huey.name, task.id)
+                except Exception:
+                    logger.exception("%s: requeued a message that does not decode", self.huey.name)
+            # Last: with the heartbeat gone, a reaper takes whatever a worker still grabbed meanwhile.
+            storage.end_heartbeat()
+        except Exception:
+            logger.exception("%s: could not put running jobs back; another consumer will", self.huey.name)
+
+    # -- registry heartbeat -----------------------------------------------------------------------------
 
     def _beat(self) -> None:
         self._next_beat = time.monotonic() + HEARTBEAT_INTERVAL
         try:
             init_database(self.huey.settings)
             row = {
-                "consumer_id": self.consumer_id,
+                "consumer_id": self.registry_id,
                 "queue": self.huey.name,
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
@@ -64,11 +176,4 @@ class RegistryConsumer(Consumer):
                 .execute()
             )
         except Exception:
-            logger.exception("registry: heartbeat of %s failed", self.consumer_id)
-
-    def _stopped(self) -> None:
-        self.recorder.stop_buffering()
-        try:
-            ConsumerRecord.delete().where(ConsumerRecord.consumer_id == self.consumer_id).execute()
-        except Exception:
-            logger.exception("registry: could not remove %s", self.consumer_id)
+            logger.exception("registry: heartbeat of %s failed", self.registry_id)

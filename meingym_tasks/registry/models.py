@@ -52,6 +52,7 @@ class JobRecord(BaseModel):
     result = JSONTextField(null=True)
     error = peewee.TextField(null=True)
     cancel_requested = peewee.BooleanField(default=False)
+    recoveries = peewee.IntegerField(default=0)
     updated_at = UTCDateTimeField()
 
     class Meta:
@@ -96,3 +97,19 @@ class ConsumerRecord(BaseModel):
 
     class Meta:
         table_name = "job_consumer"
+
+
+class DeadLetter(BaseModel):
+    """A message that could not run: bad signature, undecodable, unknown task, wrong arguments,
+    or a job that crashed its consumer too often. Kept for inspection, never executed."""
+
+    id = peewee.BigAutoField()
+    queue = peewee.CharField(max_length=40)
+    reason = peewee.TextField()
+    payload = peewee.TextField()  # the first bytes of the message, hex
+    size = peewee.IntegerField()
+    consumer = peewee.CharField(max_length=200, null=True)
+    received_at = UTCDateTimeField(index=True)
+
+    class Meta:
+        table_name = "job_dead_letter"

@@ -45,6 +45,7 @@ from meingym_tasks.registry.models import (
     REVOKED,
     RUNNING,
     SCHEDULED,
+    DeadLetter,
     JobAttempt,
     JobRecord,
 )
@@ -99,7 +100,42 @@ class Recorder:
 
     # -- wiring ------------------------------------------------------------------------------------
 
+    def record_dead_letter(self, data: bytes, reason: str) -> None:
+        """Keep a message that cannot run in ``job_dead_letter`` (synchronously: it is rare)."""
+        try:
+            init_database(self.queue.settings)
+            DeadLetter.create(
+                queue=self.queue.name,
+                reason=reason[:2000],
+                payload=bytes(data[:4096]).hex(),
+                size=len(data),
+                consumer=consumer_name(),
+                received_at=utcnow(),
+            )
+        except Exception:
+            logger.exception("registry: could not keep a dead letter (%s)", reason)
+
+    def count_recovery(self, job_id: str) -> int | None:
+        """Count one recovery of ``job_id`` from a dead consumer; returns the count (None if unknown)."""
+        try:
+            init_database(self.queue.settings)
+            with database.atomic():
+                JobRecord.update(recoveries=JobRecord.recoveries + 1).where(JobRecord.job_id == job_id).execute()
+                return JobRecord.select(JobRecord.recoveries).where(JobRecord.job_id == job_id).scalar()  # type: ignore[no-any-return]
+        except Exception:
+            logger.exception("registry: could not count the recovery of %s", job_id)
+            return None
+
+    def fail_now(self, task: Task, reason: str) -> None:
+        """Fail ``task``'s record at once (a job that keeps killing its consumer)."""
+        try:
+            init_database(self.queue.settings)
+            finish_record(task.id, FAILED, error={"error": reason, "traceback": ""})
+        except Exception:
+            logger.exception("registry: could not fail %s", task.id)
+
     def attach(self) -> None:
+        self.queue.on_dead_letter(self.record_dead_letter)
         self.queue.signal(
             S.SIGNAL_ENQUEUED, S.SIGNAL_SCHEDULED, S.SIGNAL_EXECUTING, S.SIGNAL_REVOKED, S.SIGNAL_EXPIRED,
             S.SIGNAL_INTERRUPTED,

@@ -67,8 +67,17 @@ class RedisBroker(RedisExpireStorage):
         return self.conn.lmove(self.queue_key, target, "RIGHT", "LEFT")  # type: ignore[no-any-return]
 
     def ack(self, data: bytes) -> None:
-        if self.consumer_id is not None:
-            self.conn.lrem(self.inflight_key(self.consumer_id), 1, data)
+        self.ack_many([data])
+
+    def ack_many(self, messages: list[bytes]) -> None:
+        """Drop finished messages from our in-flight list, in one round trip."""
+        if self.consumer_id is None or not messages:
+            return
+        key = self.inflight_key(self.consumer_id)
+        pipe = self.conn.pipeline(transaction=False)
+        for data in messages:
+            pipe.lrem(key, 1, data)
+        pipe.execute()
 
     def beat(self, ttl: int) -> None:
         assert self.consumer_id is not None
@@ -131,6 +140,7 @@ class _SqlExpiry:
 
     name: str
     db: Any  # huey's BaseSqlStorage.db(commit=...) context manager
+    pop_data: Any
     sql: Any  # huey's BaseSqlStorage.sql(query, params, commit=, results=)
     ddl: list[str]
     _conn: Any
@@ -163,6 +173,25 @@ class _SqlExpiry:
         with self.db(commit=True) as curs:
             curs.execute(self.upsert_kv, (self.name, key, value))
             self._set_expiry(curs, key, ttl)
+
+    def _live(self) -> str:
+        p = self.param
+        return (
+            f"not exists (select 1 from {self.expiry_table} e where e.queue = {p} and e.key = {p} and e.expires <= {p})"
+        )
+
+    def peek_data(self, key: str) -> Any:
+        """The value under ``key``, unless its time to live has passed (then as if absent)."""
+        p = self.param
+        rows = self.sql(
+            f"select value from {self.kv_table} where queue = {p} and key = {p} and {self._live()}",
+            (self.name, key, self.name, key, time.time()),
+            results=True,
+        )
+        return bytes(rows[0][0]) if rows else EmptyData
+
+    def has_data_for_key(self, key: str) -> bool:
+        return self.peek_data(key) is not EmptyData
 
     def delete_data(self, key: str) -> bool:
         p = self.param
@@ -264,8 +293,13 @@ class _SqlLeases(_SqlExpiry):
         )
 
     def ack(self, data: bytes) -> None:
-        if self.consumer_id is not None:
-            with self.db(commit=True) as curs:
+        self.ack_many([data])
+
+    def ack_many(self, messages: list[bytes]) -> None:
+        if self.consumer_id is None or not messages:
+            return
+        with self.db(commit=True) as curs:
+            for data in messages:
                 self._drop(curs, self.consumer_id, data)
 
     def beat(self, ttl: int) -> None:

@@ -97,6 +97,8 @@ class MeinGymHuey(Huey):
         self._interrupted: set[str] = set()
         #: Set when the consumer begins to stop: a message taken after that goes straight back.
         self.stopping = False
+        #: Where acknowledgements go; a consumer with a registry acks only once the job's outcome is written.
+        self.acknowledge: Callable[[bytes], None] = self._ack
         self.signal(S.SIGNAL_INTERRUPTED)(self._remember_interrupted)
 
     # -- configuration ---------------------------------------------------------------------------
@@ -180,7 +182,7 @@ class MeinGymHuey(Huey):
         finally:
             lease = getattr(task, "lease", None)
             if lease is not None and task.id not in self._interrupted:
-                self._ack(lease)  # ended one way or another: complete, failed, retried, revoked, scheduled
+                self.acknowledge(lease)  # ended one way or another: complete, failed, retried, revoked, scheduled
             self._interrupted.discard(task.id)
 
     def _remember_interrupted(self, signal: str, task: Task, *args: Any) -> None:

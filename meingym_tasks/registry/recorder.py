@@ -92,6 +92,7 @@ class Recorder:
         self.queue = queue
         self.buffered = False
         self._buffer: list[Write] = []
+        self._acks: list[bytes] = []
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -142,11 +143,22 @@ class Recorder:
         )(self.on_signal)  # fmt: skip
         self.queue.post_execute("meingym-registry")(self.on_executed)
 
+    def acknowledge_after_write(self, message: bytes) -> None:
+        """Acknowledge ``message`` to the broker once the transitions buffered so far are written.
+
+        So a job leaves its consumer's in-flight list only when its outcome is
+        in the registry: a consumer killed in between runs it again, instead of
+        leaving a record that says "running" forever.
+        """
+        with self._lock:
+            self._acks.append(message)
+
     def start_buffering(self) -> None:
         """Inside a consumer: buffer transitions and write them from a thread."""
         if self.buffered:
             return
         self.buffered = True
+        self.queue.acknowledge = self.acknowledge_after_write
         self._stop.clear()
         self._writer = threading.Thread(target=self._write_loop, name=f"registry-{self.queue.name}", daemon=True)
         self._writer.start()
@@ -158,6 +170,7 @@ class Recorder:
             self._writer.join(timeout=10)
         self.flush()
         self.buffered = False
+        self.queue.acknowledge = self.queue._ack
 
     # -- signals -----------------------------------------------------------------------------------
 
@@ -334,23 +347,35 @@ class Recorder:
                 write()
 
     def flush(self) -> None:
-        """Write everything buffered so far (the writer thread, shutdown and tests call this)."""
+        """Write everything buffered so far, then acknowledge the jobs it concluded."""
         with self._flush_lock:
             with self._lock:
                 batch, self._buffer = self._buffer, []
-            if not batch:
+                acks, self._acks = self._acks, []
+            if not batch and not acks:
                 return
             try:
-                self._apply(batch)
+                if batch:
+                    self._apply(batch)
             except Exception:
                 logger.exception("registry: could not write %d transition(s); will retry", len(batch))
                 with self._lock:
                     if len(self._buffer) + len(batch) <= MAX_BUFFERED:
                         self._buffer[:0] = batch
+                        self._acks[:0] = acks
                     else:
                         logger.error("registry: buffer full, dropped %d transition(s)", len(batch))
+                        self._acks[:0] = acks  # still acknowledge: the jobs did end
                 if not database.is_closed():
                     database.close()  # a broken connection is reopened on the next flush
+                return
+            if acks:
+                try:
+                    self.queue.storage.ack_many(acks)
+                except Exception:
+                    logger.warning("registry: broker acknowledgement failed; will retry", exc_info=True)
+                    with self._lock:
+                        self._acks[:0] = acks
 
     def _write_loop(self) -> None:
         while not self._stop.is_set():

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from meingym_tasks.names import QUEUES
 from meingym_tasks.settings import Settings, mask_url
 
 __all__ = ["Check", "Report", "check_broker", "check_database", "run_checks"]
@@ -76,20 +77,28 @@ def run_checks(settings: Settings, timeout: float = 10.0) -> Report:
 
 
 def check_broker(settings: Settings) -> Check:
-    """A trivial call through each queue's storage: the number of pending jobs."""
-    from meingym_tasks import queues
+    """A trivial call through each queue's storage: the number of pending jobs.
+
+    The queues are built here, as the consumers build theirs, rather than
+    borrowed from :mod:`meingym_tasks.queues`: a check that hangs past its time
+    limit must not leave the process's own queues bound or closed under anyone.
+    """
+    from meingym_tasks.queues import MeinGymHuey
 
     where = f"{settings.broker} at {mask_url(settings.broker_url)}"
     sqlite_file = _sqlite_path(settings.broker_url)
     if sqlite_file is not None and not sqlite_file.exists():
         return Check(BROKER, True, f"{where}: the file does not exist yet; the first consumer creates it")
-    queues.configure(settings)
-    try:
-        pending = {name: queue.pending_count() for name, queue in queues.ALL_QUEUES.items()}
-    except Exception as exc:  # whatever the client raises, the answer is "not reachable, because ..."
-        return Check(BROKER, False, f"{where} is not reachable: {_reason(exc)}")
-    finally:
-        queues.reset()
+    pending: dict[str, int] = {}
+    for name in QUEUES:
+        queue = MeinGymHuey(name)
+        queue.configure(settings)
+        try:
+            pending[name] = queue.pending_count()
+        except Exception as exc:  # whatever the client raises, the answer is "not reachable, because ..."
+            return Check(BROKER, False, f"{where} is not reachable: {_reason(exc)}")
+        finally:
+            queue.close()
     counts = ", ".join(f"{name} {count}" for name, count in pending.items())
     return Check(BROKER, True, f"{where} answers; pending jobs: {counts}", {"pending": pending})
 

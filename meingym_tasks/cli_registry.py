@@ -276,4 +276,29 @@ def queues(ctx: click.Context, as_json: bool) -> None:
             )
 
 
-COMMANDS = [status, jobs, retry, cancel, purge, queues]
+@click.command("dead-letters")
+@click.option("--queue", type=click.Choice([*QUEUE_ALIASES, *QUEUES]), callback=queue_name, help="Only this queue.")
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def dead_letters(ctx: click.Context, queue: str | None, limit: int, as_json: bool) -> None:
+    """Messages that were never run: bad signature, undecodable, unknown job, wrong arguments.
+
+    \b
+    Example:
+      meingym-tasks dead-letters --queue users
+    """
+    bound(ctx)
+    from meingym_tasks.jobs import dead_letters as list_dead_letters
+
+    with user_errors():
+        page = list_dead_letters(queue=queue, limit=limit)
+    if as_json:
+        print_json(page)
+        return
+    click.echo(", ".join(f"{name}: {number}" for name, number in page["counts"].items()))
+    for letter in page["dead_letters"]:
+        click.echo(f"{letter['received_at']} {letter['queue']} ({letter['size']} bytes): {letter['reason']}")
+
+
+COMMANDS = [status, jobs, retry, cancel, purge, queues, dead_letters]

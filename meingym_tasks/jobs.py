@@ -238,6 +238,13 @@ def cancel_job(job_id: str) -> dict[str, Any]:
     return get_job(job_id)
 
 
+def dead_letters(queue: str | None = None, limit: int = 50) -> dict[str, Any]:
+    """Messages that were never run (bad signature, undecodable, unknown task, wrong arguments,
+    or a job that kept killing its consumer), newest first, with counts per queue."""
+    with _registry():
+        return registry_queries.dead_letters(queue=queue, limit=limit)
+
+
 def purge(state: str | None = None, older_than: timedelta | None = None) -> int:
     """Delete finished records (of one state, finished longer ago than ``older_than``); returns how many."""
     with _registry():

@@ -99,6 +99,8 @@ class MeinGymHuey(Huey):
         self.stopping = False
         #: Where acknowledgements go; a consumer with a registry acks only once the job's outcome is written.
         self.acknowledge: Callable[[bytes], None] = self._ack
+        #: Messages taken and not yet acknowledged by this process (see RegistryConsumer's orphan check).
+        self.held: set[bytes] = set()
         self.signal(S.SIGNAL_INTERRUPTED)(self._remember_interrupted)
 
     # -- configuration ---------------------------------------------------------------------------
@@ -161,10 +163,12 @@ class MeinGymHuey(Huey):
         self._broker_available()
         if data is None:
             return None
+        self.held.add(data)
         if self.stopping:  # taken by a dequeue that was already waiting when the stop began
             requeue = getattr(self.storage, "requeue", None)
             if requeue is not None:
                 requeue(data)
+                self.held.discard(data)
                 return None
         try:
             task = self.deserialize_task(data)
@@ -172,29 +176,42 @@ class MeinGymHuey(Huey):
         except Exception as exc:
             self.dead_letter(data, f"{type(exc).__name__}: {exc}")
             self._ack(data)
+            self.held.discard(data)
             return None
         task.lease = data  # type: ignore[attr-defined]
         return task
 
     def execute(self, task: Task, timestamp: datetime | None = None) -> Any:
+        lease = getattr(task, "lease", None)
         try:
-            return super().execute(task, timestamp)
-        finally:
-            lease = getattr(task, "lease", None)
+            value = super().execute(task, timestamp)
+        except broker_errors() as exc:
+            # huey failed around the job (the broker went away while it stored the outcome). The
+            # message stays in our in-flight list, released for the orphan check to put it back
+            # once the broker is up: the job runs again.
+            self._broker_unavailable(exc, sleep=False)
+            if lease is not None:
+                self.held.discard(lease)
+            return None
+        else:
             if lease is not None and task.id not in self._interrupted:
                 self.acknowledge(lease)  # ended one way or another: complete, failed, retried, revoked, scheduled
+            return value
+        finally:
             self._interrupted.discard(task.id)
-
-    def _remember_interrupted(self, signal: str, task: Task, *args: Any) -> None:
-        self._interrupted.add(task.id)  # stays in flight: requeued at exit or by a reaper
 
     def _ack(self, data: bytes) -> None:
         ack = getattr(self.storage, "ack", None)
-        if ack is not None:
-            try:
+        try:
+            if ack is not None:
                 ack(data)
-            except broker_errors():
-                logger.exception("%s: could not acknowledge a finished job; it may run again", self.name)
+        except broker_errors():
+            logger.exception("%s: could not acknowledge a finished job; it may run again", self.name)
+        finally:
+            self.held.discard(data)
+
+    def _remember_interrupted(self, signal: str, task: Task, *args: Any) -> None:
+        self._interrupted.add(task.id)  # stays in flight: requeued at exit or by a reaper
 
     def read_schedule(self, timestamp: datetime | None = None) -> list[Task]:
         """Move due scheduled jobs onto the queue in one broker step (none lost to a crash in between).

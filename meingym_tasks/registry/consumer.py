@@ -24,6 +24,7 @@ from typing import Any
 from huey import signals as S
 from huey.consumer import Consumer
 
+from meingym_tasks.brokers import broker_errors
 from meingym_tasks.database import init_database
 from meingym_tasks.queues import MeinGymHuey
 from meingym_tasks.registry.models import ConsumerRecord
@@ -53,6 +54,7 @@ class RegistryConsumer(Consumer):
         self._next_beat = 0.0
         self._next_lease_beat = 0.0
         self._next_reap = 0.0
+        self._suspects: set[bytes] = set()
         huey.on_consumer_exit(self._stopped)
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -73,6 +75,8 @@ class RegistryConsumer(Consumer):
             self._beat_lease()
         if self.reliable and now >= self._next_reap:
             self._reap()
+            if self.worker_type == "thread":  # forked workers hold their messages in other processes
+                self._requeue_orphans()
         if now >= self._next_beat:
             self._beat()
         return health_check_ts
@@ -82,9 +86,10 @@ class RegistryConsumer(Consumer):
         super().stop(graceful)
 
     def _stopped(self) -> None:
+        # First write out what we buffered (the interrupted jobs among it), then hand jobs back.
+        self.recorder.stop_buffering()
         if self.reliable:
             self._release_inflight()
-        self.recorder.stop_buffering()
         try:
             ConsumerRecord.delete().where(ConsumerRecord.consumer_id == self.registry_id).execute()
         except Exception:
@@ -96,8 +101,8 @@ class RegistryConsumer(Consumer):
         self._next_lease_beat = time.monotonic() + self.lease_ttl / 3
         try:
             self.huey.storage.beat(self.lease_ttl)
-        except Exception:
-            logger.warning("%s: broker heartbeat failed; retrying", self.huey.name)
+        except broker_errors() as exc:
+            self.huey._broker_unavailable(exc, sleep=False)  # one log line per outage, not per beat
 
     def _reap(self) -> None:
         """Put the jobs of dead consumers back on the queue (any consumer may do this, concurrently)."""
@@ -112,8 +117,25 @@ class RegistryConsumer(Consumer):
                 storage.forget_consumer(dead)
                 if recovered:
                     logger.warning("%s: recovered %d job(s) of dead consumer %s", self.huey.name, recovered, dead)
+        except broker_errors() as exc:
+            self.huey._broker_unavailable(exc, sleep=False)
+
+    def _requeue_orphans(self) -> None:
+        """Put back messages in our own in-flight list that no worker holds any more.
+
+        That happens when huey failed around a job (the broker went away while
+        its result was stored). A message counts as orphaned only when two checks
+        in a row find it unheld, so one a worker is just taking is never touched.
+        """
+        try:
+            orphans = {data for data in self.huey.storage.inflight() if data not in self.huey.held}
+            for data in orphans & self._suspects:
+                self.huey.storage.requeue(data)
+                logger.warning("%s: put an orphaned in-flight job back on the queue", self.huey.name)
+            self._suspects = orphans - self._suspects
         except Exception:
-            logger.warning("%s: reaper could not run; retrying", self.huey.name, exc_info=True)
+            self._suspects = set()
+            logger.debug("%s: orphan check skipped", self.huey.name, exc_info=True)
 
     def _recover(self, data: bytes, dead: str) -> None:
         storage = self.huey.storage
@@ -132,9 +154,9 @@ class RegistryConsumer(Consumer):
             self.huey.dead_letter(data, reason)
             storage.ack(data)
             return
-        self.recorder.on_signal(S.SIGNAL_INTERRUPTED, task)
+        self.recorder.record_now(S.SIGNAL_INTERRUPTED, task)
+        self.recorder.record_now(S.SIGNAL_ENQUEUED, task)  # before the message is back: see record_now
         storage.requeue(data)
-        self.recorder.on_signal(S.SIGNAL_ENQUEUED, task)
         logger.warning("%s: job %s (%s) recovered from %s", self.huey.name, task.id, task.name, dead)
 
     def _release_inflight(self) -> None:
@@ -142,13 +164,14 @@ class RegistryConsumer(Consumer):
         storage = self.huey.storage
         try:
             for data in storage.inflight():
-                storage.requeue(data)
                 try:
                     task = self.huey.deserialize_task(data)
-                    self.recorder.on_signal(S.SIGNAL_ENQUEUED, task)
-                    logger.warning("%s: job %s put back on the queue at shutdown", self.huey.name, task.id)
                 except Exception:
-                    logger.exception("%s: requeued a message that does not decode", self.huey.name)
+                    logger.exception("%s: a held message does not decode; requeued as it is", self.huey.name)
+                else:
+                    self.recorder.record_now(S.SIGNAL_ENQUEUED, task)  # before it is back: see record_now
+                    logger.warning("%s: job %s put back on the queue at shutdown", self.huey.name, task.id)
+                storage.requeue(data)
             # Last: with the heartbeat gone, a reaper takes whatever a worker still grabbed meanwhile.
             storage.end_heartbeat()
         except Exception:

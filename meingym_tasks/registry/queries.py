@@ -27,6 +27,7 @@ from meingym_tasks.registry.models import (
     RUNNING,
     STATES,
     ConsumerRecord,
+    DeadLetter,
     JobAttempt,
     JobRecord,
 )
@@ -236,3 +237,37 @@ def prune(settings: Settings, now: datetime | None = None) -> int:
 
 def running_count(queue: str) -> int:
     return int(JobRecord.select().where(JobRecord.queue == queue, JobRecord.state == RUNNING).count())
+
+
+def dead_letters(queue: str | None = None, limit: int = 50) -> dict[str, Any]:
+    """Messages that could not run, newest first, with the total count per queue."""
+    _check_choice("queue", queue, QUEUES)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidJobRequest(f"limit {limit!r} is not allowed; expected a whole number from 1 to {MAX_PAGE}")
+    query = DeadLetter.select()
+    if queue is not None:
+        query = query.where(DeadLetter.queue == queue)
+    rows = query.order_by(DeadLetter.id.desc()).limit(limit)
+    totals = dict.fromkeys(QUEUES, 0)
+    for name, number in (
+        DeadLetter.select(DeadLetter.queue, peewee.fn.COUNT(DeadLetter.id))
+        .group_by(DeadLetter.queue)
+        .tuples()
+        .iterator()
+    ):
+        totals[name] = number
+    return {
+        "dead_letters": [
+            {
+                "id": d.id,
+                "queue": d.queue,
+                "reason": d.reason,
+                "size": d.size,
+                "payload_hex": d.payload,
+                "consumer": d.consumer,
+                "received_at": iso(d.received_at),
+            }
+            for d in rows
+        ],
+        "counts": totals,
+    }

@@ -31,6 +31,7 @@ import peewee
 from huey import signals as S
 from huey.api import PeriodicTask, Task
 
+from meingym_tasks.brokers import broker_errors
 from meingym_tasks.database import database, init_database
 from meingym_tasks.exceptions import JobCancelled
 from meingym_tasks.queues import MeinGymHuey
@@ -177,22 +178,42 @@ class Recorder:
     def on_signal(self, signal: str, task: Task, *args: Any) -> None:
         if isinstance(task, PeriodicTask):
             return  # housekeeping, not a job anybody asked for
-        now = utcnow()
         try:
-            if signal == S.SIGNAL_ENQUEUED:
-                self._submit(self._enqueued(task, now))
-            elif signal == S.SIGNAL_SCHEDULED:
-                self._submit(self._scheduled(task.id, task.eta, now))
-            elif signal == S.SIGNAL_EXECUTING:
-                self._submit(self._executing(task, now, consumer_name()))
-            elif signal == S.SIGNAL_REVOKED:
-                self._submit(self._ended(task.id, REVOKED, now))
-            elif signal == S.SIGNAL_EXPIRED:
-                self._submit(self._ended(task.id, EXPIRED, now))
-            elif signal == S.SIGNAL_INTERRUPTED:
-                self._submit(self._ended(task.id, INTERRUPTED, now))
+            write = self._write_for(signal, task)
+            if write is not None:
+                self._submit(write)
         except Exception:
             logger.exception("registry: could not record %s of %s", signal, task.id)
+
+    def record_now(self, signal: str, task: Task) -> None:
+        """Write a transition at once, past the buffer.
+
+        For a consumer handing a job to others (recovery, shutdown): the record
+        must say ``queued`` before the message is back on the queue, or another
+        consumer's ``complete`` could be overwritten by our late ``queued``.
+        """
+        try:
+            write = self._write_for(signal, task)
+            if write is not None:
+                self._apply([write])
+        except Exception:
+            logger.exception("registry: could not record %s of %s", signal, task.id)
+
+    def _write_for(self, signal: str, task: Task) -> Write | None:
+        now = utcnow()
+        if signal == S.SIGNAL_ENQUEUED:
+            return self._enqueued(task, now)
+        if signal == S.SIGNAL_SCHEDULED:
+            return self._scheduled(task.id, task.eta, now)
+        if signal == S.SIGNAL_EXECUTING:
+            return self._executing(task, now, consumer_name())
+        if signal == S.SIGNAL_REVOKED:
+            return self._ended(task.id, REVOKED, now)
+        if signal == S.SIGNAL_EXPIRED:
+            return self._ended(task.id, EXPIRED, now)
+        if signal == S.SIGNAL_INTERRUPTED:
+            return self._ended(task.id, INTERRUPTED, now)
+        return None
 
     def on_executed(self, task: Task, value: Any, exception: BaseException | None) -> None:
         if isinstance(task, PeriodicTask):
@@ -372,10 +393,12 @@ class Recorder:
             if acks:
                 try:
                     self.queue.storage.ack_many(acks)
-                except Exception:
-                    logger.warning("registry: broker acknowledgement failed; will retry", exc_info=True)
+                except broker_errors() as exc:
+                    self.queue._broker_unavailable(exc, sleep=False)  # one line per outage; acks wait
                     with self._lock:
                         self._acks[:0] = acks
+                else:
+                    self.queue.held.difference_update(acks)
 
     def _write_loop(self) -> None:
         while not self._stop.is_set():

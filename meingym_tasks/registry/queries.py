@@ -68,6 +68,7 @@ def record_dict(record: JobRecord) -> dict[str, Any]:
         "result": record.result,
         "error": record.error,
         "cancel_requested": record.cancel_requested,
+        "recoveries": record.recoveries,
         "updated_at": iso(record.updated_at),
     }
 

@@ -1,0 +1,70 @@
+"""The reaper: jobs of a dead consumer go back on the queue; a job that keeps killing consumers is failed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import peewee
+import pytest
+
+from meingym_tasks import queues
+from meingym_tasks.jobs import dead_letters, get_job, schedule_user_processing
+from meingym_tasks.models import User
+from meingym_tasks.queues import users_queue
+from meingym_tasks.registry import RegistryConsumer
+from meingym_tasks.settings import Settings
+
+from conftest import run_due
+
+
+@pytest.fixture
+def reaper(app_env: dict[str, str], db: peewee.Database) -> Iterator[RegistryConsumer]:
+    queues.configure(Settings.from_env({**app_env, "MEINGYM_MAX_RECOVERIES": "2"}))
+    consumer = RegistryConsumer(users_queue, workers=1)
+    yield consumer
+    users_queue.storage.lease_for(None)  # type: ignore[arg-type]
+    queues.reset()
+
+
+def die_holding_the_next_job(name: str) -> None:
+    """A consumer called ``name`` takes the next job and dies without a word."""
+    storage = users_queue.storage
+    storage.lease_for(name)
+    storage.beat(30)
+    assert storage.dequeue() is not None
+    storage.end_heartbeat()
+
+
+def reap(reaper: RegistryConsumer) -> None:
+    users_queue.storage.lease_for(reaper.consumer_id)
+    users_queue.storage.beat(30)
+    reaper._reap()
+
+
+def test_the_jobs_of_a_dead_consumer_go_back_on_the_queue_and_complete(reaper: RegistryConsumer) -> None:
+    user = User.create(email="greta@example.org", name="Greta")
+    job_id = schedule_user_processing(user.id)["job_id"]
+
+    die_holding_the_next_job("dead-consumer")
+    assert users_queue.pending_count() == 0
+    reap(reaper)
+
+    assert users_queue.pending_count() == 1
+    assert get_job(job_id)["state"] == "queued" and get_job(job_id)["recoveries"] == 1
+    users_queue.storage.lease_for(None)  # type: ignore[arg-type]
+    run_due(users_queue)
+    assert get_job(job_id)["state"] == "complete"
+
+
+def test_a_job_that_keeps_killing_its_consumer_is_failed_after_the_limit(reaper: RegistryConsumer) -> None:
+    job_id = schedule_user_processing(7)["job_id"]
+
+    for attempt in range(3):
+        die_holding_the_next_job(f"dead-{attempt}")
+        reap(reaper)
+
+    job = get_job(job_id)
+    assert job["state"] == "failed" and job["recoveries"] == 3
+    assert job["error"] == "the job's consumer died 3 times while running it (limit 2); not run again"
+    assert users_queue.pending_count() == 0
+    assert dead_letters(queue="users-processing")["counts"]["users-processing"] == 1

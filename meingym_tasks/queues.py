@@ -158,9 +158,9 @@ class MeinGymHuey(Huey):
         try:
             data = self.storage.dequeue()
         except broker_errors() as exc:
-            self._broker_unavailable(exc)
+            self.report_broker_error(exc)
             return None
-        self._broker_available()
+        self.report_broker_ok()
         if data is None:
             return None
         self.held.add(data)
@@ -189,7 +189,7 @@ class MeinGymHuey(Huey):
             # huey failed around the job (the broker went away while it stored the outcome). The
             # message stays in our in-flight list, released for the orphan check to put it back
             # once the broker is up: the job runs again.
-            self._broker_unavailable(exc, sleep=False)
+            self.report_broker_error(exc, sleep=False)
             if lease is not None:
                 self.held.discard(lease)
             return None
@@ -225,13 +225,14 @@ class MeinGymHuey(Huey):
                 return super().read_schedule(timestamp)  # type: ignore[no-any-return]
             moved = move(timestamp)
         except broker_errors() as exc:
-            self._broker_unavailable(exc, sleep=False)
+            self.report_broker_error(exc, sleep=False)
             return []
         for task in self._deserialize_all(moved):
             self._emit(S.SIGNAL_ENQUEUED, task)
         return []
 
-    def _broker_unavailable(self, exc: BaseException, sleep: bool = True) -> None:
+    def report_broker_error(self, exc: BaseException, sleep: bool = True) -> None:
+        """Log the first broker error of an outage (one line), and back off when ``sleep``."""
         if self._broker_down_since is None:
             self._broker_down_since = time.monotonic()
             logger.error("%s: broker unavailable (%s); retrying with backoff", self.name, exc)
@@ -239,7 +240,7 @@ class MeinGymHuey(Huey):
             self._outage_delay = min(max(self._outage_delay * 2, 0.1), 5.0)
             time.sleep(self._outage_delay)
 
-    def _broker_available(self) -> None:
+    def report_broker_ok(self) -> None:
         if self._broker_down_since is not None:
             logger.warning(
                 "%s: broker available again after %.1f s", self.name, time.monotonic() - self._broker_down_since

@@ -102,7 +102,7 @@ class RegistryConsumer(Consumer):
         try:
             self.huey.storage.beat(self.lease_ttl)
         except broker_errors() as exc:
-            self.huey._broker_unavailable(exc, sleep=False)  # one log line per outage, not per beat
+            self.huey.report_broker_error(exc, sleep=False)  # one log line per outage, not per beat
 
     def _reap(self) -> None:
         """Put the jobs of dead consumers back on the queue (any consumer may do this, concurrently)."""
@@ -118,7 +118,7 @@ class RegistryConsumer(Consumer):
                 if recovered:
                     logger.warning("%s: recovered %d job(s) of dead consumer %s", self.huey.name, recovered, dead)
         except broker_errors() as exc:
-            self.huey._broker_unavailable(exc, sleep=False)
+            self.huey.report_broker_error(exc, sleep=False)
 
     def _requeue_orphans(self) -> None:
         """Put back messages in our own in-flight list that no worker holds any more.

@@ -394,7 +394,7 @@ class Recorder:
                 try:
                     self.queue.storage.ack_many(acks)
                 except broker_errors() as exc:
-                    self.queue._broker_unavailable(exc, sleep=False)  # one line per outage; acks wait
+                    self.queue.report_broker_error(exc, sleep=False)  # one line per outage; acks wait
                     with self._lock:
                         self._acks[:0] = acks
                 else:

@@ -1,0 +1,104 @@
+"""``create_app(settings)``: the API, the dashboard, the probes and the metrics as one ASGI app.
+
+The app can run alone (``meingym-tasks web``) or be mounted in a host
+application (``host.mount("/tasks", create_app(settings))``): paths, links and
+cookies follow the mount point.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from meingym_tasks import __version__, queues
+from meingym_tasks.database import init_database
+from meingym_tasks.settings import Settings
+from meingym_tasks.web import api, dashboard, docs
+from meingym_tasks.web.auth import Authenticator, AuthMiddleware, admin_token
+from meingym_tasks.web.config import WebSettings
+from meingym_tasks.web.context import WebContext
+from meingym_tasks.web.errors import install_error_handlers
+from meingym_tasks.web.metrics import Metrics
+from meingym_tasks.web.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+
+DESCRIPTION = """
+MeinGym's background jobs: trigger them, follow them, retry and cancel them.
+
+**Authentication**: every endpoint but `/healthz` and `/readyz` needs the admin token, as
+`Authorization: Bearer <token>` (press *Authorize*), or the dashboard's session cookie
+(then state-changing requests also need the `X-CSRF-Token` header, which this page adds).
+Errors are JSON with a `message`; 422 answers name each field in `errors[].field`.
+"""
+
+
+def create_app(settings: Settings | None = None, web_settings: WebSettings | None = None) -> FastAPI:
+    """Build the web app for ``settings`` (default: the environment) and bind the queues and database to them.
+
+    The admin token is ``MEINGYM_ADMIN_TOKEN`` or, when unset, the one in
+    ``<data dir>/admin.token``, generated (mode 0600) on first use. Nothing
+    connects yet: the broker and the database are reached on the first request.
+    """
+    settings = settings or Settings.from_env()
+    web_settings = web_settings or WebSettings.from_env()
+    queues.configure(settings)
+    init_database(settings)
+    token, source = admin_token(settings, web_settings)
+    authenticator = Authenticator(token, web_settings.session_ttl)
+
+    app = FastAPI(
+        title="meingym-tasks",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,  # FastAPI's page loads Swagger UI from a CDN; ours is packaged (docs.py)
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+        openapi_tags=[
+            {"name": "jobs", "description": "Trigger, list, follow, retry and cancel jobs"},
+            {"name": "queues", "description": "Queue depth, throughput and consumers"},
+            {"name": "operations", "description": "Probes and metrics"},
+        ],
+    )
+    app.state.web = WebContext(
+        settings=settings, web=web_settings, auth=authenticator, token_source=source, metrics=Metrics()
+    )
+    install_error_handlers(app)
+    app.include_router(api.router)
+    app.include_router(api.probes)
+    app.include_router(dashboard.router)
+    app.include_router(docs.router)
+    app.mount("/static", StaticFiles(directory=str(files("meingym_tasks.web") / "static")), name="static")
+    _declare_bearer(app)
+
+    # Outermost first: headers on every answer (also 401/413), then the size limit, then authentication.
+    app.add_middleware(AuthMiddleware, authenticator=authenticator, max_body_bytes=web_settings.max_body_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, limit=web_settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
+    return app
+
+
+def _declare_bearer(app: FastAPI) -> None:
+    """Describe the Bearer token in the OpenAPI document (Swagger UI's Authorize button)."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+            )
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "The admin token"}
+            }
+            public = {"/healthz", "/readyz"}
+            for path, operations in schema.get("paths", {}).items():
+                for operation in operations.values():
+                    operation["security"] = [] if path in public else [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,42 @@
+"""What every request handler needs, built once by ``create_app`` and kept on ``app.state.web``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fastapi import Request
+
+from meingym_tasks.database import database, init_database
+from meingym_tasks.settings import Settings
+from meingym_tasks.web.auth import Authenticator
+from meingym_tasks.web.config import WebSettings
+from meingym_tasks.web.metrics import Metrics
+
+
+@dataclasses.dataclass
+class WebContext:
+    settings: Settings
+    web: WebSettings
+    auth: Authenticator
+    token_source: str
+    metrics: Metrics
+
+    @contextmanager
+    def connection(self) -> Iterator[None]:
+        """The project database's connection for this request, opened and closed in the calling thread.
+
+        Endpoints are sync ``def``s that run in a worker thread; peewee keeps
+        one connection per thread, so the connection is opened here, inside
+        the endpoint, never in a dependency that may run on another thread.
+        """
+        init_database(self.settings)
+        with database.connection_context():
+            yield
+
+
+def web_context(request: Request) -> WebContext:
+    context = request.app.state.web
+    assert isinstance(context, WebContext)
+    return context

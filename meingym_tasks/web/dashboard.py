@@ -1,0 +1,308 @@
+"""The ``/admin`` pages: login, the jobs dashboard, a job's detail, and the forms that act on jobs.
+
+Server-rendered with Jinja2 (autoescaped, templates in the package); the
+little JavaScript in ``static/dashboard.js`` polls the JSON API to keep the
+counts, the chart, the consumers and the first page of the table live. Every
+form posts with the session's CSRF token and answers with a redirect and a
+one-time message (a signed cookie), so a reload never repeats an action.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import jinja2
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobRequest, JobStateConflict, UnknownJob
+from meingym_tasks.names import JOBS, QUEUES, UPDATE_ACTIONS_BATCH, UPDATE_ACTIONS_FINISH, USER_JOBS
+from meingym_tasks.registry import queries as registry_queries
+from meingym_tasks.registry.models import FAILED, STATES
+from meingym_tasks.web import api, presenters
+from meingym_tasks.web.auth import FLASH_COOKIE, LOGIN_PATH, SAME_SITE_FETCH, SESSION_COOKIE, Session
+from meingym_tasks.web.context import web_context
+from meingym_tasks.web.errors import ApiError
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+#: The states in the order the dashboard shows them.
+STATE_ORDER = ("queued", "scheduled", "running", "retrying", "complete", "failed", "revoked", "expired", "interrupted")
+assert set(STATE_ORDER) == set(STATES)
+JOB_NAMES = (*JOBS, UPDATE_ACTIONS_BATCH, UPDATE_ACTIONS_FINISH)
+PAGE_SIZES = (20, 50, 100, 200)
+
+_environment = jinja2.Environment(
+    loader=jinja2.PackageLoader("meingym_tasks.web", "templates"),
+    autoescape=True,  # every template, whatever its name: data from jobs is never markup
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_environment.filters.update(
+    relative=presenters.relative,
+    absolute=presenters.absolute,
+    pretty_json=presenters.pretty_json,
+    duration=presenters.duration,
+    arguments_summary=presenters.arguments_summary,
+)
+
+
+def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """Render ``meingym_tasks/<name>`` with what every page needs (CSRF token, one-time message, URLs)."""
+    session = request.state.session if hasattr(request.state, "session") else None
+    flash = None
+    web = request.app.state.web
+    raw_flash = request.cookies.get(FLASH_COOKIE)
+    if raw_flash:
+        flash = web.auth.read_flash(raw_flash)
+    template = _environment.get_template(f"meingym_tasks/{name}")
+    html = template.render(
+        request=request,
+        url_for=request.url_for,
+        csrf=session.csrf if isinstance(session, Session) else "",
+        logged_in=isinstance(session, Session),
+        flash=flash,
+        now=datetime.now(UTC),
+        **context,
+    )
+    response = HTMLResponse(html, status_code=status)
+    if raw_flash:
+        response.delete_cookie(FLASH_COOKIE, path=_cookie_path(request))
+    return response
+
+
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    return render(request, "error.html", status=status, status_code=status, message=message)
+
+
+def _cookie_path(request: Request) -> str:
+    return request.scope.get("root_path") or "/"
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=_cookie_path(request),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def _redirect(request: Request, url: str, kind: str | None = None, text: str | None = None) -> RedirectResponse:
+    response = RedirectResponse(url, status_code=303)
+    if kind and text:
+        context = web_context(request)
+        _set_cookie(request, response, FLASH_COOKIE, context.auth.dump_flash(kind, text), 300)
+    return response
+
+
+def _safe_next(request: Request, target: str | None) -> str:
+    """Only a path of this app: never another host (``//evil``, ``https://...``, ``/\\evil``)."""
+    root = request.scope.get("root_path", "")
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")) or "\\" in target:
+        return f"{root}/admin/jobs"
+    return root + target
+
+
+# --------------------------------------------------------------------------- login
+
+
+@router.get("/login")
+def login_page(request: Request, next: str | None = None) -> Response:
+    context = web_context(request)
+    if context.auth.read_session(request.cookies.get(SESSION_COOKIE)) is not None:
+        return RedirectResponse(_safe_next(request, next), status_code=303)
+    # A link from another site arrives without the SameSite=Strict cookie; reloading from here sends it.
+    cross_site = request.headers.get("sec-fetch-site") == "cross-site"
+    return render(request, "login.html", next=next or "/admin/jobs", error=None, reload=cross_site)
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    token: Annotated[str, Form(max_length=1024)] = "",
+    next: Annotated[str, Form(max_length=2048)] = "/admin/jobs",
+) -> Response:
+    context = web_context(request)
+    if request.headers.get("sec-fetch-site", "same-origin") not in SAME_SITE_FETCH:
+        return render(request, "login.html", status=403, next=next, error="Cross-site login refused.", reload=False)
+    if not context.auth.check_token(token):
+        return render(request, "login.html", status=401, next=next, error="That token is not valid.", reload=False)
+    value, _ = context.auth.new_session()
+    response = RedirectResponse(_safe_next(request, next), status_code=303)
+    _set_cookie(request, response, SESSION_COOKIE, value, context.auth.session_ttl)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    root = request.scope.get("root_path", "")
+    response = RedirectResponse(f"{root}{LOGIN_PATH}", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path=_cookie_path(request), httponly=True, samesite="strict")
+    return response
+
+
+@router.get("")
+def admin_home(request: Request) -> Response:
+    return RedirectResponse(str(request.url_for("dashboard")), status_code=303)
+
+
+# --------------------------------------------------------------------------- pages
+
+
+@router.get("/jobs", name="dashboard")
+def dashboard(
+    request: Request,
+    state: Annotated[str | None, Query()] = None,
+    queue: Annotated[str | None, Query()] = None,
+    name: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=registry_queries.MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query()] = None,
+    children: Annotated[bool, Query()] = False,
+) -> Response:
+    context = web_context(request)
+    state, queue, name = state or None, queue or None, name or None
+    page, _ = api.fetch_page(
+        context, state=state, queue=queue, name=name, limit=limit, cursor=cursor, children=children, with_counts=False
+    )
+    overview = api.queues_overview(context)  # counts them once, for the tiles
+    filters = {"state": state or "", "queue": queue or "", "name": name or "", "limit": limit, "children": children}
+    query = {k: ("1" if v is True else v) for k, v in filters.items() if v and not (k == "limit" and v == 50)}
+    older = f"?{urlencode({**query, 'cursor': page['next']})}" if page["next"] else None
+    newest = f"?{urlencode(query)}" if cursor else None
+    return render(
+        request,
+        "jobs.html",
+        page_name="dashboard",
+        overview=overview["queues"],
+        charts={q: presenters.chart(info["throughput"]) for q, info in overview["queues"].items()},
+        jobs=page["jobs"],
+        filters=filters,
+        older=older,
+        newest=newest,
+        paged=bool(cursor),
+        states=STATE_ORDER,
+        queues=QUEUES,
+        job_names=JOB_NAMES,
+        actions=JOBS,
+        user_jobs=USER_JOBS,
+        page_sizes=PAGE_SIZES,
+        timezone=context.settings.timezone,
+        failed_state=FAILED,
+    )
+
+
+@router.get("/jobs/{job_id}", name="job_page")
+def job_page(request: Request, job_id: str) -> Response:
+    job = api.read_job(web_context(request), job_id)
+    return render(
+        request,
+        "job.html",
+        page_name="job",
+        job=job,
+        timeline=presenters.timeline(job),
+        can_retry=presenters.can_retry(job),
+        can_cancel=presenters.can_cancel(job),
+    )
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def _job_url(request: Request, job_id: str) -> str:
+    return str(request.url_for("job_page", job_id=job_id))
+
+
+def _dashboard_url(request: Request, anchor: str = "") -> str:
+    return str(request.url_for("dashboard")) + anchor
+
+
+def _failure(exc: Exception) -> str:
+    if isinstance(exc, ApiError):
+        return exc.message
+    return str(exc)
+
+
+ACTION_ERRORS = (ApiError, InvalidJobRequest, UnknownJob, JobStateConflict, BrokerUnavailable)
+
+
+@router.post("/jobs/trigger", name="trigger_form")
+def trigger_form(
+    request: Request,
+    action: Annotated[str, Form(max_length=100)] = "",
+    user_id: Annotated[str, Form(max_length=40)] = "",
+    delay: Annotated[str, Form(max_length=40)] = "",
+    eta: Annotated[str, Form(max_length=40)] = "",
+) -> Response:
+    context = web_context(request)
+    back = _dashboard_url(request, "#trigger")
+    try:
+        number = _form_int("user ID", user_id) if action in USER_JOBS else None
+        seconds = _form_float("delay", delay)
+        when = _form_datetime("run at", eta)
+        queued, job = api.trigger(context, action, number, seconds, when)
+    except ACTION_ERRORS as exc:
+        return _redirect(request, back, "error", f"Not triggered: {_failure(exc)}")
+    kind = "info" if queued.get("deduplicated") else "ok"
+    return _redirect(request, _job_url(request, queued["job_id"]), kind, api.trigger_message(action, queued, job))
+
+
+@router.post("/jobs/retry-failed", name="retry_failed_form")
+def retry_failed_form(request: Request, queue: Annotated[str, Form(max_length=100)] = "") -> Response:
+    try:
+        outcome = api.retry_all_failed(web_context(request), queue)
+    except ACTION_ERRORS as exc:
+        return _redirect(request, _dashboard_url(request), "error", f"Nothing retried: {_failure(exc)}")
+    text = outcome["message"] + (" (more are left: press again)" if outcome["more"] else "")
+    return _redirect(request, _dashboard_url(request), "ok", text)
+
+
+@router.post("/jobs/{job_id}/retry", name="retry_form")
+def retry_form(request: Request, job_id: str) -> Response:
+    try:
+        api.retry_one(web_context(request), job_id)
+    except ACTION_ERRORS as exc:
+        return _redirect(request, _job_url(request, job_id), "error", f"Not retried: {_failure(exc)}")
+    return _redirect(request, _job_url(request, job_id), "ok", "Queued again: a new attempt will run shortly.")
+
+
+@router.post("/jobs/{job_id}/cancel", name="cancel_form")
+def cancel_form(request: Request, job_id: str) -> Response:
+    try:
+        job = api.cancel_one(web_context(request), job_id)
+    except ACTION_ERRORS as exc:
+        return _redirect(request, _job_url(request, job_id), "error", f"Not cancelled: {_failure(exc)}")
+    return _redirect(request, _job_url(request, job_id), "ok", api.cancel_message(job))
+
+
+def _form_int(label: str, raw: str) -> int:
+    text = raw.strip()
+    if not text.isdigit():
+        raise ApiError(422, f"{label} {raw!r} is not allowed; expected a whole number from 1")
+    return int(text)
+
+
+def _form_float(label: str, raw: str) -> float | None:
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ApiError(422, f"{label} {raw!r} is not allowed; expected seconds, such as 60") from None
+
+
+def _form_datetime(label: str, raw: str) -> datetime | None:
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ApiError(422, f"{label} {raw!r} is not allowed; expected a date and time") from None

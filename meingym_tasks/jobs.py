@@ -17,7 +17,7 @@ from huey.utils import Error
 
 from meingym_tasks import single_flight
 from meingym_tasks.brokers import broker_errors
-from meingym_tasks.database import init_database
+from meingym_tasks.database import database, init_database
 from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobRequest, JobStateConflict
 from meingym_tasks.names import JOBS, PROCESS_USER_DATA, SEND_WELCOME_EMAIL, UPDATE_ALL_ACTIONS, USER_JOBS
 from meingym_tasks.queues import ALL_QUEUES, actions_queue, queue_named
@@ -48,7 +48,7 @@ def schedule_actions_update(delay: float | None = None, eta: datetime | None = N
     Returns ``{"job_id": ..., "deduplicated": bool}``.
     """
     when = _when(delay, eta)
-    with _broker():
+    with _registry(), database.atomic(), _broker():  # a failed enqueue leaves no record behind
         return trigger_update_all_actions(eta=when)
 
 
@@ -326,7 +326,7 @@ def _enqueue_user_job(job: str, user_id: int, delay: float | None, eta: datetime
     user_id = validate_user_id(user_id)
     when = _when(delay, eta)
     task = process_user_data if job == PROCESS_USER_DATA else send_welcome_email
-    with _broker():
+    with _registry(), database.atomic(), _broker():  # a failed enqueue leaves no record behind
         result = task(user_id) if when is None else task.schedule(args=(user_id,), eta=when)
     return {"job_id": result.id}
 

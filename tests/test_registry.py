@@ -10,7 +10,7 @@ import pytest
 from freezegun import freeze_time
 
 from meingym_tasks import queues
-from meingym_tasks.exceptions import InvalidJobRequest, JobStateConflict, UnknownJob
+from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobRequest, JobStateConflict, UnknownJob
 from meingym_tasks.jobs import (
     cancel_job,
     counts,
@@ -19,12 +19,13 @@ from meingym_tasks.jobs import (
     list_jobs,
     purge,
     retry_job,
+    schedule_actions_update,
     schedule_user_processing,
     schedule_welcome_email,
 )
 from meingym_tasks.models import User
 from meingym_tasks.queues import users_queue
-from meingym_tasks.registry import queries
+from meingym_tasks.registry import queries, recorder_for
 from meingym_tasks.settings import Settings
 from meingym_tasks.tasks import process_user_data
 
@@ -283,3 +284,29 @@ def test_purge_deletes_finished_records_by_state_and_age(ada: User) -> None:
 
 def app_settings_of() -> Settings:
     return users_queue.settings
+
+
+def test_an_enqueue_the_broker_refuses_leaves_no_record(app_env: dict[str, str], db: peewee.Database) -> None:
+    queues.configure(Settings.from_env({**app_env, "MEINGYM_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"}))
+    try:
+        with pytest.raises(BrokerUnavailable, match="the queue broker is unavailable"):
+            schedule_user_processing(1)
+        with pytest.raises(BrokerUnavailable):
+            schedule_actions_update()
+        assert list_jobs()["jobs"] == []
+    finally:
+        queues.reset()
+
+
+def test_a_run_that_finishes_before_its_running_record_still_shows_its_attempt(app_settings: Settings) -> None:
+    recorder = recorder_for(queues.actions_queue)
+    run_id = schedule_actions_update()["job_id"]
+    recorder.start_buffering()  # as in a consumer: "running" is written late, after the finish
+    try:
+        run_due(queues.actions_queue)  # no actions: the run, its empty fan-out and its finish in one go
+    finally:
+        recorder.stop_buffering()
+
+    run = get_job(run_id)
+
+    assert run["state"] == "complete" and run["attempts"] == 1 and run["started_at"] is not None

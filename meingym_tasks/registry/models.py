@@ -35,7 +35,7 @@ class JobRecord(BaseModel):
     job_id = peewee.CharField(max_length=36, primary_key=True)
     queue = peewee.CharField(max_length=40)
     name = peewee.CharField(max_length=80)
-    parent_id = peewee.CharField(max_length=36, null=True, index=True)
+    parent_id = peewee.CharField(max_length=36, null=True)
     arguments = JSONTextField(default=dict)
     state = peewee.CharField(max_length=12)
     attempts = peewee.IntegerField(default=0)
@@ -61,6 +61,7 @@ class JobRecord(BaseModel):
         # retention by state and finish time.
         indexes = (
             (("enqueued_at", "job_id"), False),
+            (("parent_id", "enqueued_at", "job_id"), False),
             (("state", "enqueued_at", "job_id"), False),
             (("queue", "state", "enqueued_at", "job_id"), False),
             (("name", "enqueued_at", "job_id"), False),

@@ -440,6 +440,9 @@ def finish_record(job_id: str, state: str, result: Any = None, error: dict[str, 
             JobRecord.update(
                 state=state,
                 finished_at=now,
+                # the consumer's buffered "running" may land after this (and is then skipped)
+                started_at=peewee.fn.COALESCE(JobRecord.started_at, now),
+                attempts=peewee.Case(None, [(JobRecord.attempts < 1, 1)], JobRecord.attempts),
                 result=None if result is None else to_json(result),
                 error=None if error is None else error["error"],
                 updated_at=now,

@@ -462,3 +462,21 @@ def test_metrics_are_prometheus_text_with_jobs_durations_depth_and_consumers(
     count = ("meingym_job_duration_seconds_count", (("name", "process-user-data"), users, ("state", "complete")))
     assert samples[count] == 1
     assert client.get("/metrics").text.count("meingym_job_duration_seconds_count") == 2  # observed once, not again
+
+
+def test_dead_letters_are_listed_with_their_reasons(client: TestClient, app_settings: Settings) -> None:
+    from meingym_tasks.queues import users_queue
+
+    from conftest import run_due
+
+    users_queue.storage.enqueue(b"\x00 not a huey message")
+    run_due(users_queue)
+
+    page = client.get("/api/dead-letters", params={"queue": "users-processing"})
+    unknown = client.get("/api/dead-letters", params={"queue": "emails"})
+
+    assert page.status_code == 200
+    assert page.json()["counts"] == {"actions-processing": 0, "users-processing": 1}
+    [letter] = page.json()["dead_letters"]
+    assert letter["reason"].startswith("ValueError") and letter["size"] == 20
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "queue"

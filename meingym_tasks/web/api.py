@@ -446,6 +446,36 @@ def queues_overview(context: WebContext) -> dict[str, Any]:
     return {"queues": overview, "generated_at": registry_queries.iso(now)}
 
 
+class DeadLetterItem(BaseModel):
+    id: int
+    queue: str
+    reason: str
+    size: int
+    payload_hex: str
+    consumer: str | None
+    received_at: str | None
+
+
+class DeadLetters(BaseModel):
+    dead_letters: list[DeadLetterItem]
+    counts: dict[str, int]
+
+
+@router.get("/dead-letters", response_model=DeadLetters, tags=["queues"], responses=_errors(422))
+def list_dead_letters(
+    request: Request,
+    queue: Annotated[str | None, Query(description="One of: " + ", ".join(QUEUES))] = None,
+    limit: Annotated[int, Query(ge=1, le=registry_queries.MAX_PAGE)] = 50,
+) -> dict[str, Any]:
+    """Messages that were never run (bad signature, undecodable, unknown job, wrong arguments,
+    or a job that kept killing its consumer), newest first, with counts per queue."""
+    with web_context(request).connection():
+        try:
+            return registry_queries.dead_letters(queue=queue, limit=limit)
+        except InvalidJobRequest as exc:
+            raise field_error("queue", str(exc)) from None
+
+
 # --------------------------------------------------------------------------- probes and metrics
 
 

@@ -85,11 +85,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read settings from ``environ`` (default: ``os.environ``) and ``MEINGYM_CONFIG``."""
-        env = dict(os.environ if environ is None else environ)
-        config_file = env.get("MEINGYM_CONFIG")
-        if config_file:
-            env = {**read_env_file(Path(config_file)), **env}
-        return _parse(env)
+        return _parse(read_environment(environ))
 
     def masked(self) -> dict[str, str]:
         """The effective settings as strings, secrets replaced by ``***``."""
@@ -103,6 +99,15 @@ class Settings:
             else:
                 shown[field.name] = "" if value is None else str(value)
         return shown
+
+
+def read_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``environ`` (default: ``os.environ``) over the env file named by ``MEINGYM_CONFIG``, if any."""
+    env = dict(os.environ if environ is None else environ)
+    config_file = env.get("MEINGYM_CONFIG")
+    if config_file:
+        env = {**read_env_file(Path(config_file)), **env}
+    return env
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -147,13 +152,13 @@ def _fail(name: str, value: str, allowed: str) -> ConfigurationError:
     return ConfigurationError(f"{name}={value!r} is not allowed; expected {allowed}")
 
 
-def _get(env: Mapping[str, str], name: str) -> str | None:
+def env_value(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name)
     return value.strip() if value is not None and value.strip() != "" else None
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
-    raw = _get(env, name)
+def env_int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = env_value(env, name)
     if raw is None:
         return default
     try:
@@ -165,8 +170,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum:
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
-    raw = _get(env, name)
+def env_float(env: Mapping[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
+    raw = env_value(env, name)
     if raw is None:
         return default
     try:
@@ -178,8 +183,8 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float, ma
     return value
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = _get(env, name)
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env_value(env, name)
     if raw is None:
         return default
     lowered = raw.lower()
@@ -199,15 +204,15 @@ def _scheme_ok(name: str, url: str, schemes: tuple[str, ...]) -> str:
 
 def _broker_url(env: Mapping[str, str], data_dir: Path) -> str:
     """``MEINGYM_BROKER_URL`` wins; ``REDIS_URL`` or ``REDIS_HOST``/``REDIS_PORT`` select Redis."""
-    explicit = _get(env, "MEINGYM_BROKER_URL")
+    explicit = env_value(env, "MEINGYM_BROKER_URL")
     if explicit:
         return _scheme_ok("MEINGYM_BROKER_URL", explicit, BROKER_SCHEMES)
-    redis_url = _get(env, "REDIS_URL")
+    redis_url = env_value(env, "REDIS_URL")
     if redis_url:
         return _scheme_ok("REDIS_URL", redis_url, ("redis", "rediss", "unix"))
-    host, port = _get(env, "REDIS_HOST"), _get(env, "REDIS_PORT")
+    host, port = env_value(env, "REDIS_HOST"), env_value(env, "REDIS_PORT")
     if host or port:
-        number = _int(env, "REDIS_PORT", 6379, 1, 65535)
+        number = env_int(env, "REDIS_PORT", 6379, 1, 65535)
         host = host or "localhost"
         if not re.fullmatch(r"[A-Za-z0-9.\-:\[\]]+", host):
             raise _fail("REDIS_HOST", host, "a host name or IP address")
@@ -216,7 +221,7 @@ def _broker_url(env: Mapping[str, str], data_dir: Path) -> str:
 
 
 def _data_dir(env: Mapping[str, str]) -> Path:
-    raw = _get(env, "MEINGYM_DATA_DIR") or "var"
+    raw = env_value(env, "MEINGYM_DATA_DIR") or "var"
     path = Path(raw)
     probe = path
     while not probe.exists():  # the directory is created on first use
@@ -229,7 +234,7 @@ def _data_dir(env: Mapping[str, str]) -> Path:
 
 
 def _nightly_at(env: Mapping[str, str]) -> time:
-    raw = _get(env, "MEINGYM_NIGHTLY_AT")
+    raw = env_value(env, "MEINGYM_NIGHTLY_AT")
     if raw is None:
         return time(3, 0)
     match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", raw)
@@ -239,7 +244,7 @@ def _nightly_at(env: Mapping[str, str]) -> time:
 
 
 def _timezone(env: Mapping[str, str]) -> str:
-    raw = _get(env, "MEINGYM_TIMEZONE") or "Europe/Berlin"
+    raw = env_value(env, "MEINGYM_TIMEZONE") or "Europe/Berlin"
     try:
         ZoneInfo(raw)
     except (ZoneInfoNotFoundError, ValueError):
@@ -249,37 +254,37 @@ def _timezone(env: Mapping[str, str]) -> str:
 
 def _parse(env: Mapping[str, str]) -> Settings:
     data_dir = _data_dir(env)
-    worker_type = _get(env, "MEINGYM_WORKER_TYPE") or "thread"
+    worker_type = env_value(env, "MEINGYM_WORKER_TYPE") or "thread"
     if worker_type not in WORKER_TYPES:
         raise _fail("MEINGYM_WORKER_TYPE", worker_type, " or ".join(WORKER_TYPES))
-    database_url = _get(env, "DATABASE_URL") or f"sqlite:///{data_dir / 'meingym.db'}"
+    database_url = env_value(env, "DATABASE_URL") or f"sqlite:///{data_dir / 'meingym.db'}"
     return Settings(
         data_dir=data_dir,
         broker_url=_broker_url(env, data_dir),
         database_url=_scheme_ok("DATABASE_URL", database_url, DATABASE_SCHEMES),
-        secret_key=_get(env, "MEINGYM_SECRET_KEY"),
+        secret_key=env_value(env, "MEINGYM_SECRET_KEY"),
         timezone=_timezone(env),
         nightly_at=_nightly_at(env),
-        scheduler_enabled=_bool(env, "MEINGYM_SCHEDULER", True),
-        job_attempts=_int(env, "MEINGYM_JOB_ATTEMPTS", 3, 1, 100),
-        retry_delay=_float(env, "MEINGYM_RETRY_DELAY", 5.0, 0, 86400),
-        retry_backoff=_float(env, "MEINGYM_RETRY_BACKOFF", 3.0, 1, 100),
-        result_ttl=_int(env, "MEINGYM_RESULT_TTL", 24 * 3600, 1, 365 * 86400),
-        failed_result_ttl=_int(env, "MEINGYM_FAILED_RESULT_TTL", 7 * 86400, 1, 365 * 86400),
-        keep_complete_count=_int(env, "MEINGYM_KEEP_COMPLETE_COUNT", 100_000, 0, 1_000_000_000),
-        update_batch_size=_int(env, "MEINGYM_UPDATE_BATCH_SIZE", 50_000, 1, 10_000_000),
-        update_lock_ttl=_int(env, "MEINGYM_UPDATE_LOCK_TTL", 6 * 3600, 60, 7 * 86400),
-        max_schedule_ahead=_int(env, "MEINGYM_MAX_SCHEDULE_AHEAD", 30 * 86400, 60, 3650 * 86400),
-        reliable_fetch=_bool(env, "MEINGYM_RELIABLE_FETCH", True),
-        heartbeat_timeout=_int(env, "MEINGYM_HEARTBEAT_TIMEOUT", 30, 2, 3600),
-        max_recoveries=_int(env, "MEINGYM_MAX_RECOVERIES", 3, 0, 100),
-        workers=_int(env, "MEINGYM_WORKERS", 2, 1, 256),
+        scheduler_enabled=env_bool(env, "MEINGYM_SCHEDULER", True),
+        job_attempts=env_int(env, "MEINGYM_JOB_ATTEMPTS", 3, 1, 100),
+        retry_delay=env_float(env, "MEINGYM_RETRY_DELAY", 5.0, 0, 86400),
+        retry_backoff=env_float(env, "MEINGYM_RETRY_BACKOFF", 3.0, 1, 100),
+        result_ttl=env_int(env, "MEINGYM_RESULT_TTL", 24 * 3600, 1, 365 * 86400),
+        failed_result_ttl=env_int(env, "MEINGYM_FAILED_RESULT_TTL", 7 * 86400, 1, 365 * 86400),
+        keep_complete_count=env_int(env, "MEINGYM_KEEP_COMPLETE_COUNT", 100_000, 0, 1_000_000_000),
+        update_batch_size=env_int(env, "MEINGYM_UPDATE_BATCH_SIZE", 50_000, 1, 10_000_000),
+        update_lock_ttl=env_int(env, "MEINGYM_UPDATE_LOCK_TTL", 6 * 3600, 60, 7 * 86400),
+        max_schedule_ahead=env_int(env, "MEINGYM_MAX_SCHEDULE_AHEAD", 30 * 86400, 60, 3650 * 86400),
+        reliable_fetch=env_bool(env, "MEINGYM_RELIABLE_FETCH", True),
+        heartbeat_timeout=env_int(env, "MEINGYM_HEARTBEAT_TIMEOUT", 30, 2, 3600),
+        max_recoveries=env_int(env, "MEINGYM_MAX_RECOVERIES", 3, 0, 100),
+        workers=env_int(env, "MEINGYM_WORKERS", 2, 1, 256),
         worker_type=worker_type,
-        smtp_host=_get(env, "SMTP_HOST"),
-        smtp_port=_int(env, "SMTP_PORT", 25, 1, 65535),
-        smtp_user=_get(env, "SMTP_USER"),
-        smtp_password=_get(env, "SMTP_PASSWORD"),
-        smtp_starttls=_bool(env, "SMTP_STARTTLS", False),
-        smtp_timeout=_float(env, "SMTP_TIMEOUT", 10.0, 0.1, 600),
-        mail_from=_get(env, "MEINGYM_MAIL_FROM") or "MeinGym <no-reply@meingym.example>",
+        smtp_host=env_value(env, "SMTP_HOST"),
+        smtp_port=env_int(env, "SMTP_PORT", 25, 1, 65535),
+        smtp_user=env_value(env, "SMTP_USER"),
+        smtp_password=env_value(env, "SMTP_PASSWORD"),
+        smtp_starttls=env_bool(env, "SMTP_STARTTLS", False),
+        smtp_timeout=env_float(env, "SMTP_TIMEOUT", 10.0, 0.1, 600),
+        mail_from=env_value(env, "MEINGYM_MAIL_FROM") or "MeinGym <no-reply@meingym.example>",
     )

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -261,6 +262,17 @@ def queue_settings(broker_url: str, make_settings: Callable[..., Settings]) -> I
         yield settings
     finally:
         queues.reset()
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str | Callable[[], str]) -> Any:
+    """Poll ``condition`` until it returns something true (returned), or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
 
 
 def run_due(queue: queues.MeinGymHuey) -> int:

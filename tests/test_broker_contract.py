@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HUEY_SLOW_TESTS", "1")  # before huey.tests is imported: include the slow cases
 
@@ -25,6 +26,21 @@ def _locations(request: pytest.FixtureRequest, tmp_path: Path) -> None:
         request.cls.tmp_path = tmp_path
         if issubclass(request.cls, RedisContract):
             request.cls.redis_url = str(request.getfixturevalue("redis_test_url"))
+
+
+class LeasedChecks:
+    """What reliable fetch adds to huey's contract."""
+
+    s: Any
+
+    def test_a_taken_message_stays_in_flight_until_acknowledged(self: Any) -> None:
+        self.s.enqueue(b"job-1")
+
+        taken = self.s.dequeue()
+
+        self.assertEqual(self.s.inflight(), [b"job-1"])
+        self.s.ack(taken)
+        self.assertEqual(self.s.inflight(), [])
 
 
 class RedisContract(StorageTests, BaseTestCase):
@@ -57,33 +73,15 @@ class TestRedisBrokerPlain(RedisContract):
     __test__ = True
 
 
-class TestRedisBrokerLeased(RedisContract):
+class TestRedisBrokerLeased(LeasedChecks, RedisContract):
     __test__ = True
     leased = True
-
-    def test_a_taken_message_stays_in_flight_until_acknowledged(self) -> None:
-        self.s.enqueue(b"job-1")
-
-        taken = self.s.dequeue()
-
-        self.assertEqual(self.s.inflight(), [b"job-1"])
-        self.s.ack(taken)
-        self.assertEqual(self.s.inflight(), [])
 
 
 class TestSqliteBrokerPlain(SqliteContract):
     __test__ = True
 
 
-class TestSqliteBrokerLeased(SqliteContract):
+class TestSqliteBrokerLeased(LeasedChecks, SqliteContract):
     __test__ = True
     leased = True
-
-    def test_a_taken_message_stays_in_flight_until_acknowledged(self) -> None:
-        self.s.enqueue(b"job-1")
-
-        taken = self.s.dequeue()
-
-        self.assertEqual(self.s.inflight(), [b"job-1"])
-        self.s.ack(taken)
-        self.assertEqual(self.s.inflight(), [])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,19 +26,9 @@ from meingym_tasks.queues import users_queue
 from meingym_tasks.seed import seed_demo_data
 from meingym_tasks.settings import Settings
 
-from conftest import free_port, running_consumers
+from conftest import free_port, running_consumers, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture

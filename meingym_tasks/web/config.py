@@ -11,12 +11,10 @@ allowed.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from meingym_tasks.exceptions import ConfigurationError
-from meingym_tasks.settings import read_env_file
+from meingym_tasks.settings import env_int, env_value, read_environment
 
 #: A token shorter than this is guessable; a generated one has 43 characters.
 MIN_TOKEN_LENGTH = 16
@@ -36,17 +34,14 @@ class WebSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WebSettings:
         """Read the web settings from ``environ`` (default: ``os.environ``) and ``MEINGYM_CONFIG``."""
-        env = dict(os.environ if environ is None else environ)
-        config_file = env.get("MEINGYM_CONFIG")
-        if config_file:
-            env = {**read_env_file(Path(config_file)), **env}
-        token = _get(env, "MEINGYM_ADMIN_TOKEN")
+        env = read_environment(environ)
+        token = env_value(env, "MEINGYM_ADMIN_TOKEN")
         if token is not None:
             check_token("MEINGYM_ADMIN_TOKEN", token)
         return cls(
             admin_token=token,
-            max_body_bytes=_int(env, "MEINGYM_WEB_MAX_BODY", 64 * 1024, 1024, 16 * 1024 * 1024),
-            session_ttl=_int(env, "MEINGYM_WEB_SESSION_TTL", 12 * 3600, 60, 30 * 86400),
+            max_body_bytes=env_int(env, "MEINGYM_WEB_MAX_BODY", 64 * 1024, 1024, 16 * 1024 * 1024),
+            session_ttl=env_int(env, "MEINGYM_WEB_SESSION_TTL", 12 * 3600, 60, 30 * 86400),
         )
 
 
@@ -59,21 +54,3 @@ def check_token(name: str, token: str) -> str:
             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
         )
     return token
-
-
-def _get(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name)
-    return value.strip() if value is not None and value.strip() != "" else None
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
-    raw = _get(env, name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = minimum - 1
-    if not minimum <= value <= maximum:
-        raise ConfigurationError(f"{name}={raw!r} is not allowed; expected a whole number from {minimum} to {maximum}")
-    return value

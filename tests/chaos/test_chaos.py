@@ -31,23 +31,13 @@ from meingym_tasks.models import SentEmail, User
 from meingym_tasks.queues import users_queue
 from meingym_tasks.settings import Settings
 
-from conftest import free_port
+from conftest import free_port, wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 HUEY_CONSUMER = Path(sys.executable).parent / "huey_consumer"
 #: How long the Redis outage lasts (the issue asks for 30 s; shorten locally with the variable).
 OUTAGE_SECONDS = float(os.environ.get("MEINGYM_CHAOS_OUTAGE_SECONDS", "30"))
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str | Callable[[], str]) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
 
 
 class Consumers:

@@ -17,7 +17,7 @@ from huey.utils import Error
 
 from meingym_tasks import single_flight
 from meingym_tasks.brokers import broker_errors
-from meingym_tasks.database import database, init_database
+from meingym_tasks.database import init_database
 from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobRequest, JobStateConflict
 from meingym_tasks.names import JOBS, PROCESS_USER_DATA, SEND_WELCOME_EMAIL, UPDATE_ALL_ACTIONS, USER_JOBS
 from meingym_tasks.queues import ALL_QUEUES, actions_queue, queue_named
@@ -35,6 +35,7 @@ from meingym_tasks.registry.models import (
     RUNNING,
     JobRecord,
 )
+from meingym_tasks.registry.recorder import flush_all
 from meingym_tasks.tasks import process_user_data, send_welcome_email, trigger_update_all_actions
 
 #: An ETA further in the past than this is a mistake (wrong year, wrong zone), not "run now".
@@ -48,7 +49,7 @@ def schedule_actions_update(delay: float | None = None, eta: datetime | None = N
     Returns ``{"job_id": ..., "deduplicated": bool}``.
     """
     when = _when(delay, eta)
-    with _registry(), database.atomic(), _broker():  # a failed enqueue leaves no record behind
+    with _broker():  # a refused enqueue leaves no record (see Recorder.discard_enqueue)
         return trigger_update_all_actions(eta=when)
 
 
@@ -326,7 +327,7 @@ def _enqueue_user_job(job: str, user_id: int, delay: float | None, eta: datetime
     user_id = validate_user_id(user_id)
     when = _when(delay, eta)
     task = process_user_data if job == PROCESS_USER_DATA else send_welcome_email
-    with _registry(), database.atomic(), _broker():  # a failed enqueue leaves no record behind
+    with _broker():  # a refused enqueue leaves no record (see Recorder.discard_enqueue)
         result = task(user_id) if when is None else task.schedule(args=(user_id,), eta=when)
     return {"job_id": result.id}
 
@@ -336,6 +337,7 @@ class _registry:
 
     def __enter__(self) -> None:
         init_database(actions_queue.settings)
+        flush_all()  # read our own writes
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
         return None

@@ -17,7 +17,7 @@ import peewee
 from meingym_tasks.context import current_task
 from meingym_tasks.exceptions import JobCancelled
 from meingym_tasks.registry.models import JobRecord
-from meingym_tasks.registry.recorder import utcnow
+from meingym_tasks.registry.recorder import flush_all, utcnow
 
 MIN_INTERVAL = 0.5
 _last_write: dict[str, float] = {}
@@ -45,6 +45,7 @@ def progress(done: int, total: int | None = None, message: str | None = None) ->
 
 
 def set_progress(job_id: str, done: int, total: int | None = None, message: str | None = None) -> None:
+    flush_all()  # the record may still sit in this process's buffer
     fields: dict[str, object] = {"progress_done": done, "updated_at": utcnow()}
     if total is not None:
         fields["progress_total"] = total

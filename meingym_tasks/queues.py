@@ -92,6 +92,8 @@ class MeinGymHuey(Huey):
         self.consumer_class: type[Consumer] = Consumer
         self._exit_hooks: list[Callable[[], None]] = []
         self._dead_letter_hooks: list[Callable[[bytes, str], None]] = []
+        self._configure_hooks: list[Callable[[], None]] = []
+        self._enqueue_failed_hooks: list[Callable[[Task], None]] = []
         self._broker_down_since: float | None = None
         self._outage_delay = 0.0
         self._interrupted: set[str] = set()
@@ -113,6 +115,8 @@ class MeinGymHuey(Huey):
 
     def configure(self, settings: Settings | None) -> None:
         """Use ``settings`` from now on (None: read the environment again on next use)."""
+        for hook in self._configure_hooks:
+            hook()
         self.close()
         self._settings = settings
         self._serializer = None
@@ -135,6 +139,25 @@ class MeinGymHuey(Huey):
         raise KeyError(name)
 
     # -- reliable consumption ------------------------------------------------------------------------
+
+    def on_configure(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Call ``hook`` before the queue switches to other settings (to finish work under the old ones)."""
+        self._configure_hooks.append(hook)
+        return hook
+
+    def on_enqueue_failed(self, hook: Callable[[Task], None]) -> Callable[[Task], None]:
+        """Call ``hook(task)`` when the broker refused a message (after huey's enqueued signal)."""
+        self._enqueue_failed_hooks.append(hook)
+        return hook
+
+    def enqueue(self, task: Any) -> Any:
+        try:
+            return super().enqueue(task)
+        except Exception:
+            if isinstance(task, Task):
+                for hook in self._enqueue_failed_hooks:
+                    hook(task)
+            raise
 
     def on_dead_letter(self, hook: Callable[[bytes, str], None]) -> Callable[[bytes, str], None]:
         """Call ``hook(message, reason)`` for every message that cannot run (bad signature, unknown task...)."""

@@ -46,6 +46,7 @@ class Settings:
     update_lock_ttl: int = 6 * 3600
     max_schedule_ahead: int = 30 * 24 * 3600
     reliable_fetch: bool = True
+    registry_batching: bool = True
     heartbeat_timeout: int = 30
     max_recoveries: int = 3
     workers: int = 2
@@ -276,6 +277,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         update_lock_ttl=env_int(env, "MEINGYM_UPDATE_LOCK_TTL", 6 * 3600, 60, 7 * 86400),
         max_schedule_ahead=env_int(env, "MEINGYM_MAX_SCHEDULE_AHEAD", 30 * 86400, 60, 3650 * 86400),
         reliable_fetch=env_bool(env, "MEINGYM_RELIABLE_FETCH", True),
+        registry_batching=env_bool(env, "MEINGYM_REGISTRY_BATCHING", True),
         heartbeat_timeout=env_int(env, "MEINGYM_HEARTBEAT_TIMEOUT", 30, 2, 3600),
         max_recoveries=env_int(env, "MEINGYM_MAX_RECOVERIES", 3, 0, 100),
         workers=env_int(env, "MEINGYM_WORKERS", 2, 1, 256),

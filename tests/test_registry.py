@@ -26,6 +26,7 @@ from meingym_tasks.jobs import (
 from meingym_tasks.models import User
 from meingym_tasks.queues import users_queue
 from meingym_tasks.registry import queries, recorder_for
+from meingym_tasks.registry.recorder import flush_all
 from meingym_tasks.settings import Settings
 from meingym_tasks.tasks import process_user_data
 
@@ -260,6 +261,7 @@ def test_retention_keeps_at_most_the_configured_number_of_completed_records(
                 ids.append(schedule_user_processing(user.id)["job_id"])
                 run_due(users_queue)
                 clock.tick(1)
+            flush_all()
             queries.prune(settings)
         kept = [j["job_id"] for j in list_jobs()["jobs"]]
     finally:
@@ -283,6 +285,7 @@ def test_purge_deletes_finished_records_by_state_and_age(ada: User) -> None:
 
 
 def app_settings_of() -> Settings:
+    flush_all()  # calls the registry directly: write what this process buffered first
     return users_queue.settings
 
 
@@ -299,11 +302,18 @@ def test_an_enqueue_the_broker_refuses_leaves_no_record(app_env: dict[str, str],
 
 
 def test_a_run_that_finishes_before_its_running_record_still_shows_its_attempt(app_settings: Settings) -> None:
+    """The run's own "running" may sit in another consumer's buffer while a second consumer finishes it."""
     recorder = recorder_for(queues.actions_queue)
     run_id = schedule_actions_update()["job_id"]
-    recorder.start_buffering()  # as in a consumer: "running" is written late, after the finish
+    recorder.stop_buffering()  # the enqueue is written; from here on, act as a consumer
+    recorder.start_buffering(consumer=True)
     try:
-        run_due(queues.actions_queue)  # no actions: the run, its empty fan-out and its finish in one go
+        queues.actions_queue.execute(queues.actions_queue.dequeue())  # the run fans out (no actions: no batch)
+        with recorder._lock:  # its "running" now belongs to "consumer A", which writes late
+            consumer_a, recorder._buffer = recorder._buffer, []
+        run_due(queues.actions_queue)  # "consumer B" runs the finishing step
+        with recorder._lock:
+            recorder._buffer.extend(consumer_a)
     finally:
         recorder.stop_buffering()
 

@@ -18,6 +18,7 @@ throughput and per-job durations.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -92,7 +93,10 @@ class Recorder:
     def __init__(self, queue: MeinGymHuey) -> None:
         self.queue = queue
         self.buffered = False
-        self._buffer: list[Write] = []
+        self._buffer: list[tuple[str | None, Write]] = []
+        #: The web app writes each enqueue in the request's own transaction (all or nothing).
+        self.write_enqueues_now = False
+        self._consumer = False
         self._acks: list[bytes] = []
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -120,6 +124,7 @@ class Recorder:
     def count_recovery(self, job_id: str) -> int | None:
         """Count one recovery of ``job_id`` from a dead consumer; returns the count (None if unknown)."""
         try:
+            self.flush()  # our own buffered writes first
             init_database(self.queue.settings)
             with database.atomic():
                 JobRecord.update(recoveries=JobRecord.recoveries + 1).where(JobRecord.job_id == job_id).execute()
@@ -131,6 +136,7 @@ class Recorder:
     def fail_now(self, task: Task, reason: str) -> None:
         """Fail ``task``'s record at once (a job that keeps killing its consumer)."""
         try:
+            self.flush()
             init_database(self.queue.settings)
             finish_record(task.id, FAILED, error={"error": reason, "traceback": ""})
         except Exception:
@@ -138,6 +144,8 @@ class Recorder:
 
     def attach(self) -> None:
         self.queue.on_dead_letter(self.record_dead_letter)
+        self.queue.on_enqueue_failed(self.discard_enqueue)
+        self.queue.on_configure(self.forget_buffered)
         self.queue.signal(
             S.SIGNAL_ENQUEUED, S.SIGNAL_SCHEDULED, S.SIGNAL_EXECUTING, S.SIGNAL_REVOKED, S.SIGNAL_EXPIRED,
             S.SIGNAL_INTERRUPTED,
@@ -154,12 +162,19 @@ class Recorder:
         with self._lock:
             self._acks.append(message)
 
-    def start_buffering(self) -> None:
-        """Inside a consumer: buffer transitions and write them from a thread."""
+    def start_buffering(self, consumer: bool = True) -> None:
+        """Buffer transitions and write them from a thread: in a consumer, or a producer that batches.
+
+        A consumer also acknowledges jobs only once their outcome is written.
+        """
         if self.buffered:
             return
         self.buffered = True
-        self.queue.acknowledge = self.acknowledge_after_write
+        self._consumer = consumer
+        if consumer:
+            self.queue.acknowledge = self.acknowledge_after_write
+        else:
+            atexit.register(self.stop_buffering)  # a CLI run writes its records before it exits
         self._stop.clear()
         self._writer = threading.Thread(target=self._write_loop, name=f"registry-{self.queue.name}", daemon=True)
         self._writer.start()
@@ -171,7 +186,10 @@ class Recorder:
             self._writer.join(timeout=10)
         self.flush()
         self.buffered = False
-        self.queue.acknowledge = self.queue._ack
+        if self._consumer:
+            self.queue.acknowledge = self.queue._ack
+        else:
+            atexit.unregister(self.stop_buffering)
 
     # -- signals -----------------------------------------------------------------------------------
 
@@ -180,10 +198,43 @@ class Recorder:
             return  # housekeeping, not a job anybody asked for
         try:
             write = self._write_for(signal, task)
-            if write is not None:
-                self._submit(write)
+            if write is None:
+                return
+            if signal == S.SIGNAL_ENQUEUED and not self.buffered:
+                if self.write_enqueues_now or not self.queue.settings.registry_batching:
+                    self._apply([write])
+                    return
+                self.start_buffering(consumer=False)  # a producer: one broker call per enqueue
+            self._submit(write, task.id)
         except Exception:
             logger.exception("registry: could not record %s of %s", signal, task.id)
+
+    def forget_buffered(self) -> None:
+        """Stop buffering and drop what is pending: the queue is about to use other settings.
+
+        Writing it would need the old settings' database, and binding that would
+        take the database away from whoever just configured the new one. Settings
+        change at start-up (and between tests), when nothing is pending.
+        """
+        self._stop.set()
+        self._wake.set()
+        if self._writer is not None and self._writer is not threading.current_thread():
+            self._writer.join(timeout=10)
+        with self._lock:
+            dropped = len(self._buffer)
+            self._buffer, self._acks = [], []
+        if dropped:
+            logger.warning("registry: settings changed; dropped %d unwritten transition(s)", dropped)
+        if self.buffered and self._consumer:
+            self.queue.acknowledge = self.queue._ack
+        elif self.buffered:
+            atexit.unregister(self.stop_buffering)
+        self.buffered = False
+
+    def discard_enqueue(self, task: Task) -> None:
+        """Forget the buffered record of an enqueue the broker refused (nothing half-written)."""
+        with self._lock:
+            self._buffer = [(job_id, write) for job_id, write in self._buffer if job_id != task.id]
 
     def record_now(self, signal: str, task: Task) -> None:
         """Write a transition at once, past the buffer.
@@ -195,6 +246,7 @@ class Recorder:
         try:
             write = self._write_for(signal, task)
             if write is not None:
+                self.flush()  # after what this process wrote before
                 self._apply([write])
         except Exception:
             logger.exception("registry: could not record %s of %s", signal, task.id)
@@ -222,7 +274,7 @@ class Recorder:
         try:
             if exception is None:
                 if not getattr(task, "completes_later", False):
-                    self._submit(self._completed(task.id, to_json(value), now))
+                    self._submit(self._completed(task.id, to_json(value), now), task.id)
                 return
             error = self.queue.build_error_result(task, exception)
             if isinstance(exception, JobCancelled):
@@ -232,7 +284,7 @@ class Recorder:
             else:
                 state = RETRYING
             next_attempt = now + timedelta(seconds=task.retry_delay or 0) if state == RETRYING else None
-            self._submit(self._failed(task.id, state, error, consumer_name(), now, next_attempt))
+            self._submit(self._failed(task.id, state, error, consumer_name(), now, next_attempt), task.id)
         except Exception:
             logger.exception("registry: could not record the outcome of %s", task.id)
 
@@ -261,7 +313,8 @@ class Recorder:
                 .on_conflict(
                     conflict_target=[JobRecord.job_id],
                     update={JobRecord.state: state, JobRecord.scheduled_for: eta, JobRecord.updated_at: now},
-                    where=JobRecord.state.not_in(FINISHED),
+                    # a batched enqueue may land after the consumer already recorded the job running
+                    where=JobRecord.state.not_in([*FINISHED, RUNNING]),
                 )
                 .execute()
             )
@@ -354,12 +407,12 @@ class Recorder:
 
     # -- applying ------------------------------------------------------------------------------------
 
-    def _submit(self, write: Write) -> None:
+    def _submit(self, write: Write, job_id: str | None = None) -> None:
         if not self.buffered:
             self._apply([write])
             return
         with self._lock:
-            self._buffer.append(write)
+            self._buffer.append((job_id, write))
 
     def _apply(self, writes: list[Write]) -> None:
         init_database(self.queue.settings)
@@ -377,7 +430,7 @@ class Recorder:
                 return
             try:
                 if batch:
-                    self._apply(batch)
+                    self._apply([write for _, write in batch])
             except Exception:
                 logger.exception("registry: could not write %d transition(s); will retry", len(batch))
                 with self._lock:
@@ -424,6 +477,7 @@ def recorder_for(queue: MeinGymHuey) -> Recorder:
 
 def finish_record(job_id: str, state: str, result: Any = None, error: dict[str, Any] | None = None) -> None:
     """End a record whose job completes in other jobs (see :func:`defer_completion`), synchronously."""
+    flush_all()  # the record's own buffered transitions (it may not even exist yet) land first
     now = utcnow()
     with database.atomic():
         if error is not None:
@@ -450,3 +504,10 @@ def finish_record(job_id: str, state: str, result: Any = None, error: dict[str, 
             .where(JobRecord.job_id == job_id)
             .execute()
         )
+
+
+def flush_all() -> None:
+    """Write what this process has buffered, so that its own reads see its own writes."""
+    for recorder in list(_recorders.values()):
+        if recorder.buffered:
+            recorder.flush()

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint format worker clean
+.PHONY: demo test lint format worker bench bench-smoke clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ format: $(BIN)/.installed
 ## worker: both consumers in the foreground (Ctrl-C stops them gracefully)
 worker: $(BIN)/.installed
 	$(BIN)/meingym-tasks worker all
+
+## bench: the benchmarks at full size against local Redis and PostgreSQL (long; sizes: MEINGYM_BENCH_*);
+## prints the tables, writes bench/results/ and the results block of docs/performance.md
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench --update-docs
+
+## bench-smoke: the benchmarks at tiny sizes (what CI runs through tests/test_bench_smoke.py)
+bench-smoke: $(BIN)/.installed
+	$(BIN)/python -m bench --smoke
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,174 @@
+"""A consumer process that reports when it has finished ``--jobs`` jobs (``python -m bench.child``).
+
+It runs a normal huey consumer (``create_consumer`` with huey_consumer's
+defaults: thread workers, the scheduler every second, health checks) for the
+plain or the full stack, counts completions with huey's ``SIGNAL_COMPLETE`` (a
+few hundred nanoseconds, the same for both stacks) and, once the last job is
+done, writes a JSON report and keeps running until the bench stops it (SIGINT).
+
+Times in the report are ``time.monotonic()`` of this process:
+
+* ``first`` / ``last``: the first and the last completion;
+* ``drained``: for the full stack, when every outcome is also in the registry
+  and acknowledged to the broker (the registry writer flushes every 0.2 s);
+  the same as ``last`` for plain huey.
+
+``cpu_seconds`` is the process's CPU time (all threads) from the first
+completion to ``drained``: per job, it is far steadier than the rates on a
+shared machine.
+
+``marks`` holds the process's RSS after that many completions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from huey import Huey
+from huey import signals as S
+
+from bench.config import REPO
+from bench.services import proc_status_kb, stop_process
+
+
+class Counter:
+    def __init__(self, queue: Huey, jobs: int, marks: list[int], out: Path) -> None:
+        self.queue = queue
+        self.jobs = jobs
+        self.marks = set(marks)
+        self.out = out
+        self.count = 0
+        self.errors = 0
+        self.first: float | None = None
+        self.last: float | None = None
+        self.cpu_first: float | None = None
+        self.rss: dict[str, int | None] = {}
+        self._lock = threading.Lock()
+
+    def on_complete(self, name: str, task: Any, *args: Any) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.count += 1
+            count = self.count
+            if count == 1:
+                self.first = now
+                self.cpu_first = time.process_time()
+        if count in self.marks:
+            self.rss[str(count)] = proc_status_kb(os.getpid(), "VmRSS")
+        if count == self.jobs:
+            self.last = now
+            threading.Thread(target=self._report, name="bench-report", daemon=True).start()
+
+    def on_error(self, name: str, task: Any, *args: Any) -> None:
+        with self._lock:
+            self.errors += 1
+
+    def _report(self) -> None:
+        held = getattr(self.queue, "held", None)
+        deadline = time.monotonic() + 60
+        while held and time.monotonic() < deadline:  # outcomes not yet written to the registry and acked
+            time.sleep(0.001)
+        drained = time.monotonic()
+        cpu = time.process_time()
+        report = {
+            "count": self.count,
+            "errors": self.errors,
+            "first": self.first,
+            "last": self.last,
+            "drained": drained,
+            "cpu_seconds": cpu - self.cpu_first if self.cpu_first is not None else None,
+            "held": len(held) if held is not None else 0,
+            "rss_kb": self.rss,
+            "vmhwm_kb": proc_status_kb(os.getpid(), "VmHWM"),
+            "pid": os.getpid(),
+        }
+        tmp = self.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(report))
+        tmp.replace(self.out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.child")
+    parser.add_argument("--stack", choices=("plain", "full"), required=True)
+    parser.add_argument("--broker", choices=("redis", "sqlite"), required=True)
+    parser.add_argument("--location", required=True, help="plain stack: the Redis URL or the SQLite file")
+    parser.add_argument("--workers", type=int, required=True)
+    parser.add_argument("--jobs", type=int, required=True)
+    parser.add_argument("--marks", default="")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    # huey_consumer -q: warnings only, in both stacks (per-job INFO lines would cost both the same).
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    queue: Huey
+    if args.stack == "full":
+        from bench.noop import full_queue
+
+        queue = full_queue
+    else:
+        from bench.noop import plain_queue
+
+        queue, _ = plain_queue(args.broker, args.location)
+    marks = [int(m) for m in args.marks.split(",") if m]
+    counter = Counter(queue, args.jobs, marks, args.out)
+    queue.signal(S.SIGNAL_COMPLETE)(counter.on_complete)
+    queue.signal(S.SIGNAL_ERROR)(counter.on_error)
+    consumer = queue.create_consumer(workers=args.workers, worker_type="thread", periodic=True, scheduler_interval=1)
+    consumer.run()
+
+
+# --------------------------------------------------------------------------- the bench's side
+
+
+def spawn(
+    stack: str,
+    broker: str,
+    location: str,
+    workers: int,
+    jobs: int,
+    out: Path,
+    env: dict[str, str],
+    marks: tuple[int, ...] = (),
+) -> subprocess.Popen[bytes]:
+    """Start ``python -m bench.child`` with ``env`` over ours; its log goes next to ``out``."""
+    out.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "bench.child", "--stack", stack, "--broker", broker, "--location", location]
+    command += ["--workers", str(workers), "--jobs", str(jobs), "--out", str(out)]
+    command += ["--marks", ",".join(str(m) for m in marks)]
+    log = open(out.with_suffix(".log"), "wb")  # noqa: SIM115 (the child keeps it)
+    try:
+        return subprocess.Popen(command, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+    finally:
+        log.close()
+
+
+def await_report(proc: subprocess.Popen[bytes], out: Path, timeout: float) -> dict[str, Any]:
+    """The child's report once it has done all its jobs; RuntimeError if it dies or times out."""
+    deadline = time.monotonic() + timeout
+    while not out.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"the consumer exited with {proc.returncode}; see {out.with_suffix('.log')}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the consumer did not finish within {timeout:.0f} s; see {out.with_suffix('.log')}")
+        time.sleep(0.02)
+    report: dict[str, Any] = json.loads(out.read_text())
+    return report
+
+
+def stop(proc: subprocess.Popen[bytes]) -> int:
+    """Stop the consumer as systemd does (SIGINT: graceful), SIGKILL if it hangs."""
+    return stop_process(proc, signal.SIGINT, 30)
+
+
+if __name__ == "__main__":
+    main()

@@ -21,8 +21,8 @@ test: $(BIN)/.installed
 
 ## lint: ruff (lint and format check) and mypy on the package
 lint: $(BIN)/.installed
-	$(BIN)/ruff check meingym_tasks tests
-	$(BIN)/ruff format --check meingym_tasks tests
+	$(BIN)/ruff check meingym_tasks tests bench
+	$(BIN)/ruff format --check meingym_tasks tests bench
 	$(BIN)/mypy meingym_tasks
 
 format: $(BIN)/.installed

@@ -11,7 +11,9 @@ Times in the report are ``time.monotonic()`` of this process:
 * ``first`` / ``last``: the first and the last completion;
 * ``drained``: for the full stack, when every outcome is also in the registry
   and acknowledged to the broker (the registry writer flushes every 0.2 s);
-  the same as ``last`` for plain huey.
+  the same as ``last`` for plain huey. ``backlog_at_last`` counts the jobs
+  whose outcome was still waiting for the registry writer at the last
+  completion; ``held`` those still waiting when the report was written.
 
 ``cpu_seconds`` is the process's CPU time (all threads) from the first
 completion to ``drained``: per job, it is far steadier than the rates on a
@@ -42,7 +44,7 @@ from bench.services import proc_status_kb, stop_process
 
 
 class Counter:
-    def __init__(self, queue: Huey, jobs: int, marks: list[int], out: Path) -> None:
+    def __init__(self, queue: Huey, jobs: int, marks: list[int], out: Path, drain_timeout: float = 600) -> None:
         self.queue = queue
         self.jobs = jobs
         self.marks = set(marks)
@@ -53,6 +55,8 @@ class Counter:
         self.last: float | None = None
         self.cpu_first: float | None = None
         self.rss: dict[str, int | None] = {}
+        self.drain_timeout = drain_timeout
+        self.backlog_at_last = 0
         self._lock = threading.Lock()
 
     def on_complete(self, name: str, task: Any, *args: Any) -> None:
@@ -67,6 +71,7 @@ class Counter:
             self.rss[str(count)] = proc_status_kb(os.getpid(), "VmRSS")
         if count == self.jobs:
             self.last = now
+            self.backlog_at_last = len(getattr(self.queue, "held", ()))
             threading.Thread(target=self._report, name="bench-report", daemon=True).start()
 
     def on_error(self, name: str, task: Any, *args: Any) -> None:
@@ -75,7 +80,7 @@ class Counter:
 
     def _report(self) -> None:
         held = getattr(self.queue, "held", None)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + self.drain_timeout
         while held and time.monotonic() < deadline:  # outcomes not yet written to the registry and acked
             time.sleep(0.001)
         drained = time.monotonic()
@@ -88,6 +93,7 @@ class Counter:
             "drained": drained,
             "cpu_seconds": cpu - self.cpu_first if self.cpu_first is not None else None,
             "held": len(held) if held is not None else 0,
+            "backlog_at_last": self.backlog_at_last,
             "rss_kb": self.rss,
             "vmhwm_kb": proc_status_kb(os.getpid(), "VmHWM"),
             "pid": os.getpid(),
@@ -106,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, required=True)
     parser.add_argument("--marks", default="")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--drain-timeout", type=float, default=600)
     args = parser.parse_args(argv)
     # huey_consumer -q: warnings only, in both stacks (per-job INFO lines would cost both the same).
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -120,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
 
         queue, _ = plain_queue(args.broker, args.location)
     marks = [int(m) for m in args.marks.split(",") if m]
-    counter = Counter(queue, args.jobs, marks, args.out)
+    counter = Counter(queue, args.jobs, marks, args.out, args.drain_timeout)
     queue.signal(S.SIGNAL_COMPLETE)(counter.on_complete)
     queue.signal(S.SIGNAL_ERROR)(counter.on_error)
     consumer = queue.create_consumer(workers=args.workers, worker_type="thread", periodic=True, scheduler_interval=1)
@@ -139,12 +146,13 @@ def spawn(
     out: Path,
     env: dict[str, str],
     marks: tuple[int, ...] = (),
+    drain_timeout: float = 600,
 ) -> subprocess.Popen[bytes]:
     """Start ``python -m bench.child`` with ``env`` over ours; its log goes next to ``out``."""
     out.unlink(missing_ok=True)
     command = [sys.executable, "-m", "bench.child", "--stack", stack, "--broker", broker, "--location", location]
     command += ["--workers", str(workers), "--jobs", str(jobs), "--out", str(out)]
-    command += ["--marks", ",".join(str(m) for m in marks)]
+    command += ["--marks", ",".join(str(m) for m in marks), "--drain-timeout", str(drain_timeout)]
     log = open(out.with_suffix(".log"), "wb")  # noqa: SIM115 (the child keeps it)
     try:
         return subprocess.Popen(command, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)

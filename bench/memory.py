@@ -5,6 +5,9 @@ production stack) runs the no-op job while this process enqueues them, and
 reports its own RSS (``VmRSS``) when it has completed 1,000, 10,000 and
 100,000 jobs, and its peak (``VmHWM``) at the end. Plain huey runs the same
 jobs as a reference. Growth is RSS at the last mark minus RSS at the first.
+The registry backlog (outcomes not yet written when the last job completed)
+and the time the writer then needs to catch up are reported too: a buffer that
+grows is memory that grows.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ def run(env: BenchEnv) -> dict[str, Any]:
             "rss_mb": {str(m): summarize([r["rss_mb"].get(str(m)) for r in runs]) for m in marks},
             "growth_mb": summarize([r["growth_mb"] for r in runs]),
             "peak_rss_mb": summarize([r["peak_mb"] for r in runs]),
+            "registry_backlog_at_last_job": summarize([r["backlog_at_last_job"] for r in runs]),
+            "registry_drain_seconds": summarize([r["drain_seconds"] for r in runs]),
             "checks": [r["checks"] for r in runs],
         }
     return result
@@ -66,7 +71,9 @@ def measure(env: BenchEnv, stack: str, rep: int) -> dict[str, Any]:
     else:
         huey, task = plain_queue("redis", env.redis_url)
     out = data_dir / "consumer.json"
-    proc = child.spawn(stack, "redis", env.redis_url, env.config.memory_workers, jobs, out, app_env, marks)
+    proc = child.spawn(
+        stack, "redis", env.redis_url, env.config.memory_workers, jobs, out, app_env, marks, env.config.step_timeout
+    )
     try:
         handles = [task(i) for i in range(jobs)]  # the consumer runs them as they arrive
         report = child.await_report(proc, out, env.config.step_timeout)
@@ -84,6 +91,7 @@ def measure(env: BenchEnv, stack: str, rep: int) -> dict[str, Any]:
         checks["records_complete"] = (
             JobRecord.select().where(JobRecord.queue == FULL_QUEUE, JobRecord.state == COMPLETE).count()
         )
+        checks["unacknowledged"] = report["held"]
         full_queue.close()
         if not database.is_closed():
             database.close()
@@ -94,10 +102,13 @@ def measure(env: BenchEnv, stack: str, rep: int) -> dict[str, Any]:
         and report["errors"] == 0
         and checks["results_ok"] == len(sample)
         and checks.get("records_complete", jobs) == jobs
+        and not checks.get("unacknowledged")
     )
     rss = {mark: kb / 1024 for mark, kb in report["rss_kb"].items() if kb}
     first, last = str(marks[0]), str(marks[-1])
     return {
+        "backlog_at_last_job": report.get("backlog_at_last"),
+        "drain_seconds": report["drained"] - report["last"],
         "rss_mb": rss,
         "growth_mb": rss[last] - rss[first] if first in rss and last in rss else None,
         "peak_mb": report["vmhwm_kb"] / 1024 if report.get("vmhwm_kb") else None,

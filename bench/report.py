@@ -168,12 +168,16 @@ def memory_tables(result: dict[str, Any]) -> list[str]:
     rows = []
     for stack in ("full", "plain"):
         data = result[stack]
+        backlog = data.get("registry_backlog_at_last_job")
+        drain = data.get("registry_drain_seconds")
         rows.append(
             [stack]
             + [stat(data["rss_mb"][m], 1) for m in marks]
             + [f"**{stat(data['growth_mb'], 1)}**", stat(data["peak_rss_mb"], 1)]
+            + ([f"{stat(backlog)} jobs, {stat(drain, 1)} s"] if stack == "full" and backlog else ["–"])
         )
     headers = ["stack"] + [f"RSS after {int(m):,} jobs (MB)" for m in marks] + ["growth (MB)", "peak (MB)"]
+    headers.append("registry backlog at the last job, catch-up time")
     return [
         f"One consumer, {result['workers']} thread workers, Redis broker, registry in PostgreSQL.",
         table(headers, rows),

@@ -156,7 +156,7 @@ def measure(env: BenchEnv, stack: str, broker: str, workers: int, rep: int) -> d
     enqueue_seconds = time.perf_counter() - started
 
     out = data_dir / "consumer.json"
-    proc = child.spawn(stack, broker, location, workers, jobs, out, app_env)
+    proc = child.spawn(stack, broker, location, workers, jobs, out, app_env, drain_timeout=env.config.step_timeout)
     try:
         report = child.await_report(proc, out, env.config.step_timeout)
         after = command_counts(client) if client is not None else {}
@@ -201,6 +201,7 @@ def verify(huey: Huey, handles: list[Any], stack: str, jobs: int, report: dict[s
             JobRecord.select().where(JobRecord.queue == FULL_QUEUE, JobRecord.state == COMPLETE).count()
         )
         checks["unacknowledged"] = report["held"]
+        checks["registry_backlog_at_last_job"] = report.get("backlog_at_last")
     checks["ok"] = (
         report["count"] == jobs
         and report["errors"] == 0

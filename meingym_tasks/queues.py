@@ -68,13 +68,19 @@ class PeriodicJobTask(JobTask, PeriodicTask):
     """A :class:`JobTask` the scheduler enqueues when its ``validate_datetime`` says so."""
 
 
+@functools.lru_cache(maxsize=256)
+def signature_of(function: Callable[..., Any]) -> inspect.Signature:
+    """``inspect.signature``, once per job function (it is checked for every message)."""
+    return inspect.signature(function)
+
+
 def check_arguments(task: Task) -> None:
     """Raise TypeError when the message's arguments do not fit the job's signature."""
     function = getattr(task, "job_function", None)
     if function is None:
         return
     kwargs = {k: v for k, v in task.kwargs.items() if k != "task"}
-    signature = inspect.signature(function)
+    signature = signature_of(function)
     if "task" in signature.parameters:
         kwargs["task"] = None
     signature.bind(*task.args, **kwargs)

@@ -1,11 +1,13 @@
 """Huey's signals turned into registry records.
 
-Producers (CLI, API, the app) write the enqueue synchronously: the record
-exists before the message reaches the broker. Inside a consumer, transitions
-are buffered and written by one writer thread in a transaction every
-``FLUSH_INTERVAL`` (and at shutdown), so bookkeeping costs the queue one
-batched write per interval instead of a round trip per state change; events of
-one consumer are applied in the order they happened.
+Every process buffers its transitions and one writer thread writes them every
+``FLUSH_INTERVAL`` (and at exit): a producer's enqueue is one broker call, and
+a consumer pays one batched write per interval instead of a round trip per
+state change. The common transitions (enqueued, started, completed, and
+started-then-completed folded into one row) are parameters of one prepared
+statement per kind, sent with ``executemany`` (psycopg pipelines it); anything
+else for a job in the same batch is written statement by statement, in order.
+The web app writes each enqueue in the request's transaction instead.
 
 A write that fails is logged and retried with the next batch; it never fails
 the job it describes.
@@ -36,11 +38,10 @@ from meingym_tasks.brokers import broker_errors
 from meingym_tasks.database import database, init_database
 from meingym_tasks.exceptions import JobCancelled
 from meingym_tasks.queues import MeinGymHuey
+from meingym_tasks.registry import rows
 from meingym_tasks.registry.models import (
-    COMPLETE,
     EXPIRED,
     FAILED,
-    FINISHED,
     INTERRUPTED,
     QUEUED,
     RETRYING,
@@ -56,7 +57,7 @@ logger = logging.getLogger("meingym_tasks.registry")
 
 FLUSH_INTERVAL = 0.2
 MAX_BUFFERED = 100_000
-MAX_JSON = 64 * 1024
+MAX_JSON = rows.MAX_JSON
 
 Write = Callable[[], None]
 
@@ -65,8 +66,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+_consumer_name: tuple[int, str] | None = None
+
+
 def consumer_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid`` of this process (asked once per process: it is on every job's hot path)."""
+    global _consumer_name
+    pid = os.getpid()
+    if _consumer_name is None or _consumer_name[0] != pid:
+        _consumer_name = (pid, f"{socket.gethostname()}:{pid}")
+    return _consumer_name[1]
 
 
 def to_json(value: Any) -> Any:
@@ -77,9 +86,10 @@ def to_json(value: Any) -> Any:
     return json.loads(text)
 
 
-def arguments_of(task: Task) -> dict[str, Any]:
-    kwargs = {k: v for k, v in task.kwargs.items() if k != "task"}
-    return to_json({"args": list(task.args), "kwargs": kwargs})
+def arguments_of(task: Task) -> str:
+    """The job's arguments as the JSON text of its record."""
+    kwargs = {k: v for k, v in task.kwargs.items() if k != "task"} if task.kwargs else {}
+    return rows.json_text({"args": list(task.args), "kwargs": kwargs})
 
 
 def defer_completion(task: Task) -> None:
@@ -274,7 +284,7 @@ class Recorder:
         try:
             if exception is None:
                 if not getattr(task, "completes_later", False):
-                    self._submit(self._completed(task.id, to_json(value), now), task.id)
+                    self._submit(self._completed(task.id, rows.json_text(value), now), task.id)
                 return
             error = self.queue.build_error_result(task, exception)
             if isinstance(exception, JobCancelled):
@@ -290,36 +300,27 @@ class Recorder:
 
     # -- writes --------------------------------------------------------------------------------------
 
+    def _row(self, task: Task, state: str, now: datetime, consumer: str | None = None) -> tuple[Any, ...]:
+        return rows.insert_params(
+            job_id=task.id,
+            queue=self.queue.name,
+            name=type(task).__name__,
+            parent_id=task.kwargs.get("parent_id") if task.kwargs else None,
+            arguments=arguments_of(task),
+            state=state,
+            attempts=1 if state == RUNNING else 0,
+            max_attempts=(task.retries or 0) + 1,
+            now=now,
+            scheduled_for=task.eta,
+            consumer=consumer,
+        )
+
     def _enqueued(self, task: Task, now: datetime) -> Write:
+        # On conflict only the state moves (not back from running or finished): a batched
+        # enqueue may land after the consumer already recorded the job running.
         eta = task.eta
         state = SCHEDULED if eta is not None and eta > now else QUEUED
-        row = {
-            "job_id": task.id,
-            "queue": self.queue.name,
-            "name": type(task).__name__,
-            "parent_id": task.kwargs.get("parent_id"),
-            "arguments": arguments_of(task),
-            "state": state,
-            "attempts": 0,
-            "max_attempts": (task.retries or 0) + 1,
-            "enqueued_at": now,
-            "scheduled_for": eta,
-            "updated_at": now,
-        }
-
-        def write() -> None:
-            (
-                JobRecord.insert(row)
-                .on_conflict(
-                    conflict_target=[JobRecord.job_id],
-                    update={JobRecord.state: state, JobRecord.scheduled_for: eta, JobRecord.updated_at: now},
-                    # a batched enqueue may land after the consumer already recorded the job running
-                    where=JobRecord.state.not_in([*FINISHED, RUNNING]),
-                )
-                .execute()
-            )
-
-        return write
+        return rows.RowWrite(rows.ENQUEUED, task.id, self._row(task, state, now))
 
     def _scheduled(self, job_id: str, eta: datetime | None, now: datetime) -> Write:
         def write() -> None:
@@ -337,34 +338,11 @@ class Recorder:
         return write
 
     def _executing(self, task: Task, now: datetime, consumer: str) -> Write:
-        insert = self._enqueued(task, now)
+        # Creates the record when its enqueue was lost; a finished job is not restarted.
+        return rows.RowWrite(rows.STARTED, task.id, self._row(task, RUNNING, now, consumer))
 
-        def write() -> None:
-            insert()  # a record lost at enqueue time is created here
-            (
-                JobRecord.update(
-                    state=RUNNING,
-                    attempts=JobRecord.attempts + 1,
-                    started_at=now,
-                    consumer=consumer,
-                    next_attempt_at=None,
-                    updated_at=now,
-                )
-                .where(JobRecord.job_id == task.id, JobRecord.state.not_in(FINISHED))
-                .execute()
-            )
-
-        return write
-
-    def _completed(self, job_id: str, result: Any, now: datetime) -> Write:
-        def write() -> None:
-            (
-                JobRecord.update(state=COMPLETE, finished_at=now, result=result, error=None, updated_at=now)
-                .where(JobRecord.job_id == job_id)
-                .execute()
-            )
-
-        return write
+    def _completed(self, job_id: str, result: str, now: datetime) -> Write:
+        return rows.RowWrite(rows.COMPLETED, job_id, rows.completed_params(job_id, result, now))
 
     def _failed(
         self,
@@ -420,6 +398,16 @@ class Recorder:
             for write in writes:
                 write()
 
+    def _apply_batch(self, batch: list[tuple[str | None, Write]]) -> None:
+        """Write a batch in one transaction: row writes per kind, then the rest one by one."""
+        groups, one_by_one = rows.plan(batch)
+        init_database(self.queue.settings)
+        with database.atomic():
+            for kind, params in groups.items():
+                rows.write_many(kind, params)
+            for write in one_by_one:
+                write()
+
     def flush(self) -> None:
         """Write everything buffered so far, then acknowledge the jobs it concluded."""
         with self._flush_lock:
@@ -430,7 +418,7 @@ class Recorder:
                 return
             try:
                 if batch:
-                    self._apply([write for _, write in batch])
+                    self._apply_batch(batch)
             except Exception:
                 logger.exception("registry: could not write %d transition(s); will retry", len(batch))
                 with self._lock:

@@ -1,0 +1,199 @@
+"""The registry's common transitions as rows of one prepared statement per kind.
+
+A consumer running a no-op job at full speed makes about three registry
+statements per job through peewee, each a round trip to PostgreSQL and a few
+hundred microseconds of query building: more than the job costs huey itself.
+So the four transitions nearly every job goes through are kept as plain
+parameter tuples (:class:`RowWrite`) and written per kind with one
+``executemany`` of a hand-written statement (psycopg sends it as one pipeline,
+sqlite3 loops in C). The SQL is written here rather than built by peewee
+because peewee builds (and parameterises) a query per row; ``INSERT .. ON
+CONFLICT .. DO UPDATE .. WHERE`` is the same on SQLite and PostgreSQL.
+
+:func:`plan` folds one batch: a job whose transitions in the batch are one
+row write (or "started" then "completed", folded into one ``ran`` row) joins
+its kind's ``executemany``; a job with anything else keeps all its writes, in
+order, for the caller to run one by one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from meingym_tasks.database import database
+from meingym_tasks.registry.models import COMPLETE, FINISHED, RUNNING
+
+Write = Callable[[], None]
+
+ENQUEUED = "enqueued"
+STARTED = "started"
+COMPLETED = "completed"
+RAN = "ran"  # started and completed in the same batch
+
+#: The columns a row write inserts (every NOT NULL column without a database default).
+COLUMNS = (
+    "job_id", "queue", "name", "parent_id", "arguments", "state", "attempts", "max_attempts", "enqueued_at",
+    "scheduled_for", "started_at", "finished_at", "consumer", "result", "cancel_requested", "recoveries",
+    "updated_at",
+)  # fmt: skip
+STATE, FINISHED_AT, RESULT, UPDATED_AT = (COLUMNS.index(c) for c in ("state", "finished_at", "result", "updated_at"))
+
+MAX_JSON = 64 * 1024
+
+
+def _in(states: Iterable[str]) -> str:
+    return "(" + ", ".join(f"'{state}'" for state in states) + ")"
+
+
+_FINISHED = _in(FINISHED)
+_NOT_RESTARTED = f"job_record.state IN {_FINISHED}"  # a duplicate delivery of a finished job
+
+# What a conflicting (existing) record becomes, per kind; same guards as the one-by-one writes.
+_ON_CONFLICT = {
+    ENQUEUED: (
+        "state = excluded.state, scheduled_for = excluded.scheduled_for, updated_at = excluded.updated_at "
+        f"WHERE job_record.state NOT IN {_in((*FINISHED, RUNNING))}"
+    ),
+    STARTED: (
+        f"state = '{RUNNING}', attempts = job_record.attempts + 1, started_at = excluded.started_at, "
+        "consumer = excluded.consumer, scheduled_for = excluded.scheduled_for, next_attempt_at = NULL, "
+        f"updated_at = excluded.updated_at WHERE job_record.state NOT IN {_FINISHED}"
+    ),
+    RAN: (
+        f"state = '{COMPLETE}', "
+        f"attempts = CASE WHEN {_NOT_RESTARTED} THEN job_record.attempts ELSE job_record.attempts + 1 END, "
+        f"started_at = CASE WHEN {_NOT_RESTARTED} THEN job_record.started_at ELSE excluded.started_at END, "
+        f"consumer = CASE WHEN {_NOT_RESTARTED} THEN job_record.consumer ELSE excluded.consumer END, "
+        f"scheduled_for = CASE WHEN {_NOT_RESTARTED} THEN job_record.scheduled_for ELSE excluded.scheduled_for END, "
+        "next_attempt_at = NULL, finished_at = excluded.finished_at, result = excluded.result, error = NULL, "
+        "updated_at = excluded.updated_at"
+    ),
+}
+
+_sql_cache: dict[tuple[str, str], str] = {}
+
+
+def sql_for(kind: str, param: str) -> str:
+    """The statement of ``kind`` with ``param`` placeholders (``?`` for SQLite, ``%s`` for psycopg)."""
+    key = (kind, param)
+    sql = _sql_cache.get(key)
+    if sql is None:
+        if kind == COMPLETED:
+            sql = (
+                f"UPDATE job_record SET state = '{COMPLETE}', finished_at = {param}, result = {param}, "
+                f"error = NULL, updated_at = {param} WHERE job_id = {param}"
+            )
+        else:
+            placeholders = ", ".join([param] * len(COLUMNS))
+            sql = (
+                f"INSERT INTO job_record ({', '.join(COLUMNS)}) VALUES ({placeholders}) "
+                f"ON CONFLICT (job_id) DO UPDATE SET {_ON_CONFLICT[kind]}"
+            )
+        _sql_cache[key] = sql
+    return sql
+
+
+def json_text(value: Any) -> str:
+    """``value`` as the JSON text :class:`JSONTextField` stores (unknown types as text; too large: a note)."""
+    try:
+        text = json.dumps(value, default=str, sort_keys=True, separators=(",", ":"))
+    except TypeError:  # keys that do not sort (1 and "a"): JSON makes them all text first
+        text = json.dumps(json.loads(json.dumps(value, default=str)), sort_keys=True, separators=(",", ":"))
+    if len(text) > MAX_JSON:
+        note = {"truncated": True, "size": len(text), "start": text[:1000]}
+        return json.dumps(note, sort_keys=True, separators=(",", ":"))
+    return text
+
+
+class RowWrite:
+    """One transition of one job as the parameters of its kind's statement.
+
+    Callable like any other registry write (a batch of one), so it also works
+    where writes are applied one by one.
+    """
+
+    __slots__ = ("job_id", "kind", "params")
+
+    def __init__(self, kind: str, job_id: str, params: tuple[Any, ...]) -> None:
+        self.kind = kind
+        self.job_id = job_id
+        self.params = params
+
+    def __call__(self) -> None:
+        write_many(self.kind, [self.params])
+
+    def then(self, later: RowWrite) -> RowWrite | None:
+        """This write followed by ``later`` as one row, when the two fold (started, completed)."""
+        if self.kind != STARTED or later.kind != COMPLETED:
+            return None
+        finished_at, result, updated_at, _ = later.params
+        params = list(self.params)
+        params[STATE], params[FINISHED_AT] = COMPLETE, finished_at
+        params[RESULT], params[UPDATED_AT] = result, updated_at
+        return RowWrite(RAN, self.job_id, tuple(params))
+
+
+def insert_params(
+    *,
+    job_id: str,
+    queue: str,
+    name: str,
+    parent_id: str | None,
+    arguments: str,
+    state: str,
+    attempts: int,
+    max_attempts: int,
+    now: datetime,
+    scheduled_for: datetime | None,
+    consumer: str | None = None,
+) -> tuple[Any, ...]:
+    """The :data:`COLUMNS` of a new record (``started_at`` is ``now`` when ``state`` is running)."""
+    started_at = now if state == RUNNING else None
+    return (
+        job_id, queue, name, parent_id, arguments, state, attempts, max_attempts, now,
+        scheduled_for, started_at, None, consumer, None, False, 0, now,
+    )  # fmt: skip
+
+
+def completed_params(job_id: str, result: str, now: datetime) -> tuple[Any, ...]:
+    return (now, result, now, job_id)
+
+
+def write_many(kind: str, params: list[tuple[Any, ...]]) -> None:
+    """Run ``kind``'s statement once per parameter tuple, in the caller's transaction."""
+    cursor = database.cursor()
+    try:
+        cursor.executemany(sql_for(kind, database.param), params)
+    finally:
+        cursor.close()
+
+
+def plan(batch: list[tuple[str | None, Write]]) -> tuple[dict[str, list[tuple[Any, ...]]], list[Write]]:
+    """Split a batch into row writes per kind and the writes that must run one by one, in order."""
+    rows: dict[str, RowWrite] = {}
+    irregular: set[str | None] = {None}
+    for job_id, write in batch:
+        if job_id in irregular:
+            continue
+        assert job_id is not None
+        earlier = rows.get(job_id)
+        if not isinstance(write, RowWrite):
+            folded = None
+        elif earlier is None:
+            folded = write
+        else:
+            folded = earlier.then(write)
+        if folded is None:
+            irregular.add(job_id)
+            rows.pop(job_id, None)
+        else:
+            rows[job_id] = folded
+    groups: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in rows.values():
+        groups[row.kind].append(row.params)
+    one_by_one = [write for job_id, write in batch if job_id in irregular]
+    return dict(groups), one_by_one

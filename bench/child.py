@@ -43,6 +43,19 @@ from bench.config import REPO
 from bench.services import proc_status_kb, stop_process
 
 
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) of each live thread of this process since it started, by thread name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    result = {}
+    for thread in threading.enumerate():
+        try:
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        result[thread.name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return result
+
+
 class Counter:
     def __init__(self, queue: Huey, jobs: int, marks: list[int], out: Path, drain_timeout: float = 600) -> None:
         self.queue = queue
@@ -97,6 +110,7 @@ class Counter:
             "rss_kb": self.rss,
             "vmhwm_kb": proc_status_kb(os.getpid(), "VmHWM"),
             "pid": os.getpid(),
+            "thread_cpu_seconds": thread_cpu_seconds(),
         }
         tmp = self.out.with_suffix(".tmp")
         tmp.write_text(json.dumps(report))

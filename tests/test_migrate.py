@@ -10,6 +10,8 @@ from playhouse.migrations import Runner
 from meingym_tasks.migrate import MIGRATIONS_DIR, migrate, pending
 from meingym_tasks.models import MODELS
 
+ALL = ["0001_initial", "0002_job_registry", "0003_reliability", "0004_job_listing_index", "0005_job_counts"]
+
 
 def test_a_migrated_database_has_nothing_pending(db: peewee.Database) -> None:
     assert pending(db) == []
@@ -20,8 +22,8 @@ def test_a_migrated_database_has_nothing_pending(db: peewee.Database) -> None:
 def test_a_fresh_database_gets_every_migration_once(tmp_path: Path) -> None:
     fresh = peewee.SqliteDatabase(str(tmp_path / "fresh.db"), pragmas={"foreign_keys": 1})
 
-    assert pending(fresh) == ["0001_initial", "0002_job_registry", "0003_reliability", "0004_job_listing_index"]
-    assert migrate(fresh) == ["0001_initial", "0002_job_registry", "0003_reliability", "0004_job_listing_index"]
+    assert pending(fresh) == ALL
+    assert migrate(fresh) == ALL
     assert pending(fresh) == []
     assert migrate(fresh) == []
     assert {"user", "exercise", "action", "user_stats", "sent_email", "job_record", "job_attempt"} <= set(
@@ -35,12 +37,13 @@ def test_every_migration_can_be_reverted(tmp_path: Path) -> None:
     migrate(fresh)
     runner = Runner(fresh, str(MIGRATIONS_DIR))
 
+    assert runner.down() == ["0005_job_counts"]
     assert runner.down() == ["0004_job_listing_index"]
     assert runner.down() == ["0003_reliability"]
     assert runner.down() == ["0002_job_registry"]
     assert runner.down() == ["0001_initial"]
     assert fresh.get_tables() == ["schema_migration"]
-    assert pending(fresh) == ["0001_initial", "0002_job_registry", "0003_reliability", "0004_job_listing_index"]
+    assert pending(fresh) == ALL
     fresh.close()
 
 

@@ -69,6 +69,22 @@ class JobRecord(BaseModel):
         )
 
 
+class JobCount(BaseModel):
+    """Records per queue and state, kept by triggers (migration 0005); read the sum per key.
+
+    SQLite holds one row per key; PostgreSQL appends delta rows that
+    :func:`~meingym_tasks.registry.queries.compact_counts` folds up.
+    """
+
+    queue = peewee.CharField(max_length=40)
+    state = peewee.CharField(max_length=12)
+    n = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "job_count"
+        primary_key = False
+
+
 class JobAttempt(BaseModel):
     """One failed attempt of a job: its error and traceback."""
 

@@ -5,9 +5,8 @@ statements per job through peewee, each a round trip to PostgreSQL and a few
 hundred microseconds of query building: more than the job costs huey itself.
 So the four transitions nearly every job goes through are kept as plain
 parameter tuples (:class:`RowWrite`) and written per kind with one
-``executemany`` of a hand-written statement (psycopg sends it as one pipeline,
-sqlite3 loops in C). The SQL is written here rather than built by peewee
-because peewee builds (and parameterises) a query per row; ``INSERT .. ON
+``executemany`` of a hand-written statement. The SQL is written here rather
+than built by peewee because peewee builds (and parameterises) a query per row; ``INSERT .. ON
 CONFLICT .. DO UPDATE .. WHERE`` is the same on SQLite and PostgreSQL.
 
 :func:`plan` folds one batch: a job whose transitions in the batch are one
@@ -74,27 +73,43 @@ _ON_CONFLICT = {
     ),
 }
 
-_sql_cache: dict[tuple[str, str], str] = {}
+
+#: PostgreSQL array type of each of :data:`COLUMNS`, for ``unnest``.
+PG_TYPES = (
+    "text", "text", "text", "text", "text", "text", "int", "int", "timestamp",
+    "timestamp", "timestamp", "timestamp", "text", "text", "boolean", "int",
+    "timestamp",
+)  # fmt: skip
 
 
-def sql_for(kind: str, param: str) -> str:
-    """The statement of ``kind`` with ``param`` placeholders (``?`` for SQLite, ``%s`` for psycopg)."""
-    key = (kind, param)
-    sql = _sql_cache.get(key)
-    if sql is None:
-        if kind == COMPLETED:
-            sql = (
-                f"UPDATE job_record SET state = '{COMPLETE}', finished_at = {param}, result = {param}, "
-                f"error = NULL, updated_at = {param} WHERE job_id = {param}"
-            )
-        else:
-            placeholders = ", ".join([param] * len(COLUMNS))
-            sql = (
-                f"INSERT INTO job_record ({', '.join(COLUMNS)}) VALUES ({placeholders}) "
-                f"ON CONFLICT (job_id) DO UPDATE SET {_ON_CONFLICT[kind]}"
-            )
-        _sql_cache[key] = sql
-    return sql
+def sqlite_sql_for(kind: str) -> str:
+    """The one-row statement of ``kind`` on SQLite (run with ``executemany``)."""
+    if kind == COMPLETED:
+        return (
+            f"UPDATE job_record SET state = '{COMPLETE}', finished_at = ?1, result = ?2, "
+            "error = NULL, updated_at = ?1 WHERE job_id = ?3"
+        )
+    placeholders = ", ".join(["?"] * len(COLUMNS))
+    return (
+        f"INSERT INTO job_record ({', '.join(COLUMNS)}) VALUES ({placeholders}) "
+        f"ON CONFLICT (job_id) DO UPDATE SET {_ON_CONFLICT[kind]}"
+    )
+
+
+def pg_sql_for(kind: str) -> str:
+    """The statement of ``kind`` for any number of rows on PostgreSQL: one array parameter per column."""
+    if kind == COMPLETED:
+        return (
+            f"UPDATE job_record SET state = '{COMPLETE}', finished_at = v.finished_at, result = v.result, "
+            "error = NULL, updated_at = v.finished_at "
+            "FROM unnest(%s::timestamp[], %s::text[], %s::text[]) AS v(finished_at, result, job_id) "
+            "WHERE job_record.job_id = v.job_id"
+        )
+    arrays = ", ".join(f"%s::{pg_type}[]" for pg_type in PG_TYPES)
+    return (
+        f"INSERT INTO job_record ({', '.join(COLUMNS)}) SELECT * FROM unnest({arrays}) "
+        f"ON CONFLICT (job_id) DO UPDATE SET {_ON_CONFLICT[kind]}"
+    )
 
 
 def json_text(value: Any) -> str:
@@ -130,10 +145,10 @@ class RowWrite:
         """This write followed by ``later`` as one row, when the two fold (started, completed)."""
         if self.kind != STARTED or later.kind != COMPLETED:
             return None
-        finished_at, result, updated_at, _ = later.params
+        finished_at, result, _ = later.params
         params = list(self.params)
         params[STATE], params[FINISHED_AT] = COMPLETE, finished_at
-        params[RESULT], params[UPDATED_AT] = result, updated_at
+        params[RESULT], params[UPDATED_AT] = result, finished_at
         return RowWrite(RAN, self.job_id, tuple(params))
 
 
@@ -160,14 +175,24 @@ def insert_params(
 
 
 def completed_params(job_id: str, result: str, now: datetime) -> tuple[Any, ...]:
-    return (now, result, now, job_id)
+    return (now, result, job_id)
 
 
 def write_many(kind: str, params: list[tuple[Any, ...]]) -> None:
-    """Run ``kind``'s statement once per parameter tuple, in the caller's transaction."""
+    """Write rows of ``kind`` in the caller's transaction.
+
+    PostgreSQL: one statement whatever the number of rows (a column array
+    each, ``unnest``), so statement-level triggers run once per batch and the
+    server plans once; ``executemany`` of the one-row statement cost 3 times
+    more server time, and one multi-row ``VALUES`` statement of 500 rows 10
+    times more. SQLite: ``executemany``, which loops in C.
+    """
     cursor = database.cursor()
     try:
-        cursor.executemany(sql_for(kind, database.param), params)
+        if database.param == "%s":
+            cursor.execute(pg_sql_for(kind), [list(column) for column in zip(*params, strict=True)])
+        else:
+            cursor.executemany(sqlite_sql_for(kind), params)
     finally:
         cursor.close()
 

@@ -156,7 +156,7 @@ def trigger(
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
     if not wait:
-        _print(queued, as_json) if as_json or len(queued) > 1 else click.echo(queued["job_id"])
+        _print(queued, as_json) if as_json or "deduplicated" in queued else click.echo(queued["job_id"])
         return
     if not as_json:
         note = " (already queued or running)" if queued.get("deduplicated") else ""

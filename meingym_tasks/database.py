@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import peewee
 from playhouse.db_url import connect as db_url_connect
+from playhouse.pool import PooledDatabase
 
 from meingym_tasks.settings import Settings
 
@@ -26,15 +27,22 @@ SQLITE_PRAGMAS = {
     "synchronous": "normal",
 }
 
+#: The web's pool, per process: up to one connection per thread of uvicorn's thread pool (40);
+#: beyond that a request waits up to ``timeout`` seconds; idle ones are replaced after 5 minutes.
+POSTGRES_POOL = {"max_connections": 40, "stale_timeout": 300, "timeout": 30}
+
+POOLED_SCHEMES = ("postgres", "postgresql")
+
 _bound_url: str | None = None
 _lock = threading.Lock()
 
 
-def open_database(url: str) -> peewee.Database:
+def open_database(url: str, pooled: bool = False) -> peewee.Database:
     """A peewee database for ``url`` (not yet connected).
 
     SQLite's parent directory is created so a fresh data directory works.
-    PostgreSQL URLs use psycopg 3 through peewee's own adapter.
+    PostgreSQL URLs use psycopg 3 through peewee's own adapter; ``pooled``
+    keeps closed connections for the next user (see :func:`init_database`).
     """
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
@@ -42,19 +50,45 @@ def open_database(url: str) -> peewee.Database:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         return db_url_connect(url, pragmas=SQLITE_PRAGMAS, timeout=30)
+    if pooled and scheme in POOLED_SCHEMES:
+        return db_url_connect(f"{scheme}+pool{url[len(scheme) :]}", **POSTGRES_POOL)
     return db_url_connect(url)
 
 
-def init_database(settings: Settings) -> peewee.Database:
-    """Bind :data:`database` to the settings' URL; a no-op when already bound to it."""
+def init_database(settings: Settings, pooled: bool = False) -> peewee.Database:
+    """Bind :data:`database` to the settings' URL; a no-op when already bound to it.
+
+    ``pooled`` is for the web service, which opens "a connection" per request:
+    a new PostgreSQL connection costs a backend process (3 ms here), a pooled
+    one is handed back on close and checked on the next check-out. Only the
+    web asks for it: a consumer keeps one connection per thread anyway, and
+    one with process workers must not hand a pooled connection to a fork.
+    Once pooled, a process stays pooled for that URL.
+    """
     global _bound_url
     with _lock:
-        if _bound_url != settings.database_url or database.obj is None:
+        url = settings.database_url
+        upgrade = pooled and urlsplit(url).scheme in POOLED_SCHEMES and not isinstance(database.obj, PooledDatabase)
+        if _bound_url != url or database.obj is None or upgrade:
             if database.obj is not None and not database.is_closed():
                 database.close()
-            database.initialize(open_database(settings.database_url))
+            database.initialize(open_database(settings.database_url, pooled=pooled))
             _bound_url = settings.database_url
     return database.obj
+
+
+def commit_without_waiting_for_disk() -> None:
+    """On PostgreSQL, let the current transaction's commit return before its WAL reaches the disk.
+
+    For writes that something else can redo: the web's record of an accepted
+    job, whose message the broker already holds (a consumer writes the record
+    again when it runs the job). A database crash in the next fraction of a
+    second can lose such a record, never a job, and corrupts nothing; the
+    request no longer waits for an fsync. SQLite (WAL, ``synchronous=normal``)
+    already commits without one.
+    """
+    if isinstance(database.obj, peewee.PostgresqlDatabase):
+        database.execute_sql("SET LOCAL synchronous_commit TO OFF")
 
 
 def is_sqlite() -> bool:

@@ -33,6 +33,7 @@ from meingym_tasks.registry.models import (
     RETRYING,
     REVOKED,
     RUNNING,
+    SCHEDULED,
     JobRecord,
 )
 from meingym_tasks.registry.recorder import flush_all
@@ -46,15 +47,16 @@ MAX_USER_ID = 2**63 - 1
 def schedule_actions_update(delay: float | None = None, eta: datetime | None = None) -> dict[str, Any]:
     """Recompute every action's score; a run already queued or running is returned instead.
 
-    Returns ``{"job_id": ..., "deduplicated": bool}``.
+    Returns ``{"job_id": ..., "deduplicated": bool}``, with the new job's ``state`` unless deduplicated.
     """
     when = _when(delay, eta)
     with _broker():  # a refused enqueue leaves no record (see Recorder.discard_enqueue)
-        return trigger_update_all_actions(eta=when)
+        queued = trigger_update_all_actions(eta=when)
+    return queued if queued["deduplicated"] else {**queued, "state": _state_at_enqueue(when)}
 
 
 def schedule_user_processing(user_id: int, delay: float | None = None, eta: datetime | None = None) -> dict[str, Any]:
-    """Recompute one user's aggregates (``process-user-data``)."""
+    """Recompute one user's aggregates (``process-user-data``); ``{"job_id": ..., "state": "queued"}``."""
     return _enqueue_user_job(PROCESS_USER_DATA, user_id, delay, eta)
 
 
@@ -329,7 +331,12 @@ def _enqueue_user_job(job: str, user_id: int, delay: float | None, eta: datetime
     task = process_user_data if job == PROCESS_USER_DATA else send_welcome_email
     with _broker():  # a refused enqueue leaves no record (see Recorder.discard_enqueue)
         result = task(user_id) if when is None else task.schedule(args=(user_id,), eta=when)
-    return {"job_id": result.id}
+    return {"job_id": result.id, "state": _state_at_enqueue(when)}
+
+
+def _state_at_enqueue(when: datetime | None) -> str:
+    """The state a fresh record starts in (the recorder's rule), so callers need not read it back."""
+    return SCHEDULED if when is not None and when > datetime.now(UTC) else QUEUED
 
 
 class _registry:

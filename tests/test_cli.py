@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -83,9 +84,9 @@ def test_a_second_trigger_of_the_update_names_the_run_in_progress(run_cli: Calla
     first = run_cli("trigger", "update-all-actions", "--json")
     second = run_cli("trigger", "update-all-actions", "--json")
 
-    assert '"deduplicated": false' in first.output
-    assert '"deduplicated": true' in second.output
-    assert first.output.split('"job_id": ')[1].split(",")[0] == second.output.split('"job_id": ')[1].split(",")[0]
+    assert json.loads(first.output)["deduplicated"] is False
+    assert json.loads(second.output)["deduplicated"] is True
+    assert json.loads(first.output)["job_id"] == json.loads(second.output)["job_id"]
 
 
 def test_db_migrate_is_a_no_op_on_a_current_schema(run_cli: Callable[..., Result], db: peewee.Database) -> None:

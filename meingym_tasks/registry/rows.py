@@ -189,7 +189,10 @@ def write_many(kind: str, params: list[tuple[Any, ...]]) -> None:
     """
     cursor = database.cursor()
     try:
-        if database.param == "%s":
+        if database.param == "%s" and len(params) == 1 and kind != COMPLETED:
+            # One row (the web's synchronous enqueue): plain VALUES, no arrays to build and unpack.
+            cursor.execute(sqlite_sql_for(kind).replace("?", "%s"), params[0])
+        elif database.param == "%s":
             cursor.execute(pg_sql_for(kind), [list(column) for column in zip(*params, strict=True)])
         else:
             cursor.executemany(sqlite_sql_for(kind), params)

@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None, web_settings: WebSettings | Non
     settings = settings or Settings.from_env()
     web_settings = web_settings or WebSettings.from_env()
     queues.configure(settings)
-    init_database(settings)
+    init_database(settings, pooled=True)
     for queue in queues.ALL_QUEUES.values():
         # An accepted job's record is written in the request's transaction: a 202 means both exist.
         recorder_for(queue).write_enqueues_now = True

@@ -31,7 +31,7 @@ class WebContext:
         one connection per thread, so the connection is opened here, inside
         the endpoint, never in a dependency that may run on another thread.
         """
-        init_database(self.settings)
+        init_database(self.settings, pooled=True)
         with database.connection_context():
             yield
 

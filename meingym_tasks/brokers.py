@@ -136,8 +136,15 @@ class RedisBroker(RedisExpireStorage):
     def move_due_to_queue(self, ts: Any) -> list[bytes]:
         return self._to_queue(keys=[self.schedule_key, self.queue_key], args=[self.convert_ts(ts)]) or []  # type: ignore[no-any-return]
 
-    def put_result(self, key: str, value: bytes, ttl: int) -> None:
-        self.conn.set(self.result_key(key), value, ex=ttl)
+    def put_result(self, key: str, value: bytes, ttl: int, delete: str | None = None) -> None:
+        """Store a result for ``ttl`` seconds, deleting the key ``delete`` in the same round trip."""
+        if delete is None:
+            self.conn.set(self.result_key(key), value, ex=ttl)
+        else:
+            pipe = self.conn.pipeline(transaction=False)
+            pipe.delete(self.result_key(delete))
+            pipe.set(self.result_key(key), value, ex=ttl)
+            pipe.execute()
         if self.notify_result:
             self._notify(key)
 
@@ -176,8 +183,13 @@ class _SqlExpiry:
             (self.name, key, time.time() + ttl),
         )
 
-    def put_result(self, key: str, value: bytes, ttl: int) -> None:
+    def put_result(self, key: str, value: bytes, ttl: int, delete: str | None = None) -> None:
+        """Store a result for ``ttl`` seconds, deleting the key ``delete`` in the same transaction."""
+        p = self.param
         with self.db(commit=True) as curs:
+            if delete is not None:
+                curs.execute(f"delete from {self.kv_table} where queue = {p} and key = {p}", (self.name, delete))
+                curs.execute(f"delete from {self.expiry_table} where queue = {p} and key = {p}", (self.name, delete))
             curs.execute(self.upsert_kv, (self.name, key, value))
             self._set_expiry(curs, key, ttl)
 
@@ -202,6 +214,12 @@ class _SqlExpiry:
 
     def delete_data(self, key: str) -> bool:
         p = self.param
+        # huey deletes a job's revoke key after it ran (when no result goes with it, see
+        # MeinGymHuey.delete), and there almost never is one: look first, so that the common
+        # case is a read, not a write transaction and its lock.
+        look = f"select 1 from {self.kv_table} where queue = {p} and key = {p}"
+        if not self.sql(look, (self.name, key), results=True):
+            return False
         with self.db(commit=True) as curs:
             curs.execute(f"delete from {self.kv_table} where queue = {p} and key = {p}", (self.name, key))
             deleted = bool(curs.rowcount)

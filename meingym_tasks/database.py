@@ -9,12 +9,14 @@ can share one file.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import peewee
 from playhouse.db_url import connect as db_url_connect
-from playhouse.pool import PooledDatabase
+from playhouse.db_url import parse as parse_db_url
+from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
 
 from meingym_tasks.settings import Settings
 
@@ -37,6 +39,34 @@ _bound_url: str | None = None
 _lock = threading.Lock()
 
 
+class WebConnectionPool(PooledPostgresqlDatabase):
+    """peewee's pool, without the ``SELECT 1`` check-out round trip for a connection just handed back.
+
+    peewee pings every idle connection it hands out (its status flag is only
+    local); under load a connection comes back and goes out again within
+    milliseconds, and the ping is one of a request's few round trips. One that
+    rests longer than :attr:`TRUST_SECONDS` is pinged as before; if the server
+    dropped a fresh one meanwhile, that request fails (503) and the connection
+    is discarded when it comes back.
+    """
+
+    TRUST_SECONDS = 1.0
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._returned_at: dict[int, float] = {}
+
+    def _close(self, conn: object, close_conn: bool = False) -> None:
+        self._returned_at[id(conn)] = time.monotonic()
+        super()._close(conn, close_conn)
+
+    def _is_closed(self, conn: object) -> bool:
+        returned = self._returned_at.pop(id(conn), None)
+        if returned is not None and time.monotonic() - returned < self.TRUST_SECONDS:
+            return bool(getattr(conn, "closed", True))
+        return bool(super()._is_closed(conn))
+
+
 def open_database(url: str, pooled: bool = False) -> peewee.Database:
     """A peewee database for ``url`` (not yet connected).
 
@@ -51,7 +81,7 @@ def open_database(url: str, pooled: bool = False) -> peewee.Database:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         return db_url_connect(url, pragmas=SQLITE_PRAGMAS, timeout=30)
     if pooled and scheme in POOLED_SCHEMES:
-        return db_url_connect(f"{scheme}+pool{url[len(scheme) :]}", **POSTGRES_POOL)
+        return WebConnectionPool(**parse_db_url(url), **POSTGRES_POOL)
     return db_url_connect(url)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -109,6 +110,8 @@ class MeinGymHuey(Huey):
         self.acknowledge: Callable[[bytes], None] = self._ack
         #: Messages taken and not yet acknowledged by this process (see RegistryConsumer's orphan check).
         self.held: set[bytes] = set()
+        #: Per worker thread: the job being executed, and its revoke flag's delete waiting for the result.
+        self._executing = threading.local()
         self.signal(S.SIGNAL_INTERRUPTED)(self._remember_interrupted)
 
     # -- configuration ---------------------------------------------------------------------------
@@ -212,8 +215,13 @@ class MeinGymHuey(Huey):
 
     def execute(self, task: Task, timestamp: datetime | None = None) -> Any:
         lease = getattr(task, "lease", None)
+        self._executing.task = task
         try:
-            value = super().execute(task, timestamp)
+            try:
+                value = super().execute(task, timestamp)
+            finally:
+                self._executing.task = None
+                self._delete_revoke_flag()
         except broker_errors() as exc:
             # huey failed around the job (the broker went away while it stored the outcome). The
             # message stays in our in-flight list, released for the orphan check to put it back
@@ -228,6 +236,30 @@ class MeinGymHuey(Huey):
             return value
         finally:
             self._interrupted.discard(task.id)
+
+    def delete(self, key: str) -> Any:
+        """Delete ``key``; the executing job's revoke flag waits to travel with its result.
+
+        huey clears a job's revoke flag right before it stores the job's result:
+        two broker round trips in a row, for every job, and the flag is almost
+        never there. The delete goes in the same pipeline (Redis) or transaction
+        (SQL) as the result instead, or on its own once the job is done when no
+        result is stored.
+        """
+        task = getattr(self._executing, "task", None)
+        if task is not None and key == task.revoke_id and getattr(self._executing, "revoke_flag", None) is None:
+            self._executing.revoke_flag = key
+            return True
+        return super().delete(key)
+
+    def _delete_revoke_flag(self) -> None:
+        flag = getattr(self._executing, "revoke_flag", None)
+        if flag is not None:
+            self._executing.revoke_flag = None
+            try:
+                self.storage.delete_data(flag)
+            except broker_errors() as exc:  # the job has ended all the same: do not run it again for this
+                self.report_broker_error(exc, sleep=False)
 
     def _ack(self, data: bytes) -> None:
         ack = getattr(self.storage, "ack", None)
@@ -351,8 +383,11 @@ class MeinGymHuey(Huey):
         value = self.serializer.serialize(data)
         put_result = getattr(self.storage, "put_result", None)
         if put_result is None:  # a plain huey storage (tests in immediate mode)
+            self._delete_revoke_flag()
             return self.storage.put_data(key, value, is_result=True)
-        return put_result(key, value, ttl)
+        flag = getattr(self._executing, "revoke_flag", None)
+        self._executing.revoke_flag = None
+        return put_result(key, value, ttl, delete=flag)
 
     def build_error_result(self, task: Task, exception: BaseException) -> dict[str, Any]:
         """The stored failure: a readable reason (``Kind: message``), the traceback, retryability."""

@@ -69,6 +69,20 @@ def require(service: str) -> None:
         pytest.skip(problem)
 
 
+# --------------------------------------------------------------------------- isolation
+
+
+@pytest.fixture(autouse=True)
+def producers_batch_again() -> Iterator[None]:
+    """Undo what building a web app does to the whole process (enqueue records written in the
+    request's transaction), so that a test's outcome does not depend on which tests ran before."""
+    yield
+    from meingym_tasks.registry import recorder
+
+    for queue_recorder in recorder._recorders.values():
+        queue_recorder.write_enqueues_now = False
+
+
 # --------------------------------------------------------------------------- settings
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import peewee
@@ -54,14 +56,15 @@ class WebConnectionPool(PooledPostgresqlDatabase):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
-        self._returned_at: dict[int, float] = {}
+        # Weak keys: a connection the pool closes for good leaves no entry behind.
+        self._returned_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
-    def _close(self, conn: object, close_conn: bool = False) -> None:
-        self._returned_at[id(conn)] = time.monotonic()
+    def _close(self, conn: Any, close_conn: bool = False) -> None:
+        self._returned_at[conn] = time.monotonic()
         super()._close(conn, close_conn)
 
-    def _is_closed(self, conn: object) -> bool:
-        returned = self._returned_at.pop(id(conn), None)
+    def _is_closed(self, conn: Any) -> bool:
+        returned = self._returned_at.pop(conn, None)
         if returned is not None and time.monotonic() - returned < self.TRUST_SECONDS:
             return bool(getattr(conn, "closed", True))
         return bool(super()._is_closed(conn))

@@ -148,7 +148,7 @@ def counts() -> dict[str, dict[str, int]]:
 
 
 def queue_overview() -> dict[str, dict[str, Any]]:
-    """Per queue: pending and scheduled in the broker, running, failed, finished in the last hour, consumers."""
+    """Per queue: pending and scheduled in the broker, every state's count, finished in the last hour, consumers."""
     with _registry():
         states = registry_queries.counts()
         hour = registry_queries.finished_since(registry_queries.utcnow() - timedelta(hours=1))
@@ -162,6 +162,7 @@ def queue_overview() -> dict[str, dict[str, Any]]:
                 "running": states[name][RUNNING],
                 "retrying": states[name][RETRYING],
                 "failed": states[name][FAILED],
+                "states": states[name],
                 "completed_last_hour": hour[name][COMPLETE],
                 "failed_last_hour": hour[name][FAILED],
                 "consumers": [c for c in consumers if c["queue"] == name],

@@ -88,11 +88,20 @@ def up(migrator: SchemaMigrator, db: Database) -> None:
         db.execute_sql(sql)
 
 
+#: Each trigger and the function it runs (PostgreSQL; SQLite has the first three, inline).
+TRIGGERS = {
+    "job_count_insert": "job_count_inserted",
+    "job_count_update": "job_count_updated",
+    "job_count_delete": "job_count_deleted",
+    "job_count_truncate": "job_count_truncated",
+}
+
+
 def down(migrator: SchemaMigrator, db: Database) -> None:
-    for trigger in ("insert", "update", "delete", "truncate"):
+    for trigger, function in TRIGGERS.items():
         if _postgres(db):
-            db.execute_sql(f"DROP TRIGGER IF EXISTS job_count_{trigger} ON job_record")
-            db.execute_sql(f"DROP FUNCTION IF EXISTS job_count_{trigger.rstrip('e')}ed()")
+            db.execute_sql(f"DROP TRIGGER IF EXISTS {trigger} ON job_record")
+            db.execute_sql(f"DROP FUNCTION IF EXISTS {function}()")
         else:
-            db.execute_sql(f"DROP TRIGGER IF EXISTS job_count_{trigger}")
+            db.execute_sql(f"DROP TRIGGER IF EXISTS {trigger}")
     db.execute_sql("DROP TABLE IF EXISTS job_count")

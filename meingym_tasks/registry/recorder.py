@@ -4,9 +4,9 @@ Every process buffers its transitions and one writer thread writes them every
 ``FLUSH_INTERVAL`` (and at exit): a producer's enqueue is one broker call, and
 a consumer pays one batched write per interval instead of a round trip per
 state change. The common transitions (enqueued, started, completed, and
-started-then-completed folded into one row) are parameters of one prepared
-statement per kind, sent with ``executemany`` (psycopg pipelines it); anything
-else for a job in the same batch is written statement by statement, in order.
+started-then-completed folded into one row) are rows of one statement per kind
+(see :mod:`meingym_tasks.registry.rows`); anything else for a job in the same
+batch is written statement by statement, in order.
 The web app writes each enqueue in the request's transaction instead.
 
 A write that fails is logged and retried with the next batch; it never fails

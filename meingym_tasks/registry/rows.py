@@ -1,18 +1,18 @@
-"""The registry's common transitions as rows of one prepared statement per kind.
+"""The registry's common transitions as rows of one statement per kind.
 
-A consumer running a no-op job at full speed makes about three registry
-statements per job through peewee, each a round trip to PostgreSQL and a few
-hundred microseconds of query building: more than the job costs huey itself.
-So the four transitions nearly every job goes through are kept as plain
-parameter tuples (:class:`RowWrite`) and written per kind with one
-``executemany`` of a hand-written statement. The SQL is written here rather
-than built by peewee because peewee builds (and parameterises) a query per row; ``INSERT .. ON
-CONFLICT .. DO UPDATE .. WHERE`` is the same on SQLite and PostgreSQL.
+A consumer running a no-op job at full speed made three registry statements
+per job through peewee, each a round trip to PostgreSQL and a few hundred
+microseconds of query building: more than the job costs huey itself. So the
+transitions nearly every job goes through (enqueued, started, completed) are
+kept as plain parameter tuples (:class:`RowWrite`) and written per kind in one
+go (:func:`write_many`). The SQL is written here rather than built by peewee
+because peewee builds (and parameterises) a query per row; ``INSERT .. ON
+CONFLICT .. DO UPDATE .. WHERE`` reads the same on SQLite and PostgreSQL.
 
 :func:`plan` folds one batch: a job whose transitions in the batch are one
 row write (or "started" then "completed", folded into one ``ran`` row) joins
-its kind's ``executemany``; a job with anything else keeps all its writes, in
-order, for the caller to run one by one.
+its kind's rows; a job with anything else keeps all its writes, in order, for
+the caller to run one by one.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ _ON_CONFLICT = {
 }
 
 
-#: PostgreSQL array type of each of :data:`COLUMNS`, for ``unnest``.
+#: PostgreSQL type of each of :data:`COLUMNS`, for the staging table.
 PG_TYPES = (
     "text", "text", "text", "text", "text", "text", "int", "int", "timestamp",
     "timestamp", "timestamp", "timestamp", "text", "text", "boolean", "int",
@@ -82,18 +82,20 @@ PG_TYPES = (
 )  # fmt: skip
 
 
-def sqlite_sql_for(kind: str) -> str:
-    """The one-row statement of ``kind`` on SQLite (run with ``executemany``)."""
-    if kind == COMPLETED:
-        return (
-            f"UPDATE job_record SET state = '{COMPLETE}', finished_at = ?1, result = ?2, "
-            "error = NULL, updated_at = ?1 WHERE job_id = ?3"
-        )
-    placeholders = ", ".join(["?"] * len(COLUMNS))
+def values_sql(kind: str, param: str) -> str:
+    """The one-row insert of ``kind`` (not ``completed``) with ``param`` placeholders."""
+    placeholders = ", ".join([param] * len(COLUMNS))
     return (
         f"INSERT INTO job_record ({', '.join(COLUMNS)}) VALUES ({placeholders}) "
         f"ON CONFLICT (job_id) DO UPDATE SET {_ON_CONFLICT[kind]}"
     )
+
+
+#: The ``completed`` update of one row on SQLite, from :func:`completed_params`.
+SQLITE_COMPLETED = (
+    f"UPDATE job_record SET state = '{COMPLETE}', finished_at = ?1, result = ?2, "
+    "error = NULL, updated_at = ?1 WHERE job_id = ?3"
+)
 
 
 #: Where the rows of a batch land first on PostgreSQL (a temporary table, emptied at commit).
@@ -203,11 +205,11 @@ def write_many(kind: str, params: list[tuple[Any, ...]]) -> None:
     cursor = database.cursor()
     try:
         if database.param != "%s":
-            cursor.executemany(sqlite_sql_for(kind), params)
+            cursor.executemany(SQLITE_COMPLETED if kind == COMPLETED else values_sql(kind, "?"), params)
             return
         if len(params) == 1 and kind != COMPLETED:
             # One row (the web's synchronous enqueue): a plain VALUES insert, nothing to stage.
-            cursor.execute(sqlite_sql_for(kind).replace("?", "%s"), params[0])
+            cursor.execute(values_sql(kind, "%s"), params[0])
             return
         cursor.execute(STAGING_DDL)
         columns = ", ".join(COMPLETED_COLUMNS if kind == COMPLETED else COLUMNS)

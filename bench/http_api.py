@@ -38,9 +38,9 @@ from typing import Any
 from bench.config import REPO
 from bench.services import BenchEnv, bind_database, clear_postgres, free_port, stop_process, wait_until
 from bench.stats import percentile, summarize
-from meingym_tasks import queues
-from meingym_tasks.database import database
-from meingym_tasks.models import utcnow
+from meingym_tasks.db.database import database
+from meingym_tasks.domain.models import utcnow
+from meingym_tasks.queue import queues
 from meingym_tasks.registry.models import JobRecord
 from meingym_tasks.registry.queries import encode_cursor
 from meingym_tasks.settings import Settings

@@ -24,7 +24,7 @@ from bench.noop import FULL_QUEUE, full_queue, noop, plain_queue
 from bench.services import BenchEnv, bind_database, clear_postgres
 from bench.stats import summarize
 from bench.throughput import REGISTRY_TABLES, close_plain
-from meingym_tasks.database import database
+from meingym_tasks.db.database import database
 from meingym_tasks.registry.models import COMPLETE, JobRecord
 from meingym_tasks.settings import Settings
 

@@ -14,7 +14,7 @@ from huey import Huey, RedisHuey, SqliteHuey
 from huey.api import TaskWrapper
 
 from meingym_tasks import registry
-from meingym_tasks.queues import MeinGymHuey
+from meingym_tasks.queue.app import MeinGymHuey
 
 FULL_QUEUE = "bench-queue"
 PLAIN_QUEUE = "bench-plain"

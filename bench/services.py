@@ -28,8 +28,8 @@ import peewee
 import redis
 
 from bench.config import REPO, BenchConfig
-from meingym_tasks.database import database, init_database
-from meingym_tasks.migrate import migrate
+from meingym_tasks.db.database import database, init_database
+from meingym_tasks.db.migrate import migrate
 from meingym_tasks.settings import Settings
 
 

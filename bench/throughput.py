@@ -33,7 +33,7 @@ from bench import child
 from bench.noop import FULL_QUEUE, full_queue, noop, plain_queue
 from bench.services import BenchEnv, bind_database, clear_postgres, command_counts, command_delta
 from bench.stats import ratios, summarize
-from meingym_tasks.database import database
+from meingym_tasks.db.database import database
 from meingym_tasks.registry.models import COMPLETE, JobRecord
 from meingym_tasks.settings import Settings
 

@@ -35,13 +35,13 @@ import peewee
 
 from bench.services import BenchEnv, bind_database, clear_postgres, proc_status_kb, stop_process, wait_until
 from bench.stats import ratios, summarize
-from meingym_tasks import queues
-from meingym_tasks.database import database
-from meingym_tasks.models import Action, Exercise, utcnow, write_transaction
+from meingym_tasks.db.database import database
+from meingym_tasks.domain.models import Action, Exercise, utcnow, write_transaction
+from meingym_tasks.domain.rescoring import action_score_expression
+from meingym_tasks.domain.seed import seed_demo_data
 from meingym_tasks.names import ACTIONS_QUEUE
+from meingym_tasks.queue import queues
 from meingym_tasks.registry.models import COMPLETE, FINISHED, ConsumerRecord, JobRecord
-from meingym_tasks.rescoring import action_score_expression
-from meingym_tasks.seed import seed_demo_data
 from meingym_tasks.settings import Settings
 
 logger = logging.getLogger("bench.update")
@@ -170,7 +170,7 @@ def start_consumer(env: BenchEnv, job_env: dict[str, str], log: Path) -> subproc
 
 
 def run_job(env: BenchEnv, kind: str, job_env: dict[str, str], consumers: int, full_check: bool) -> dict[str, Any]:
-    from meingym_tasks.tasks import trigger_update_all_actions
+    from meingym_tasks.jobs.tasks import trigger_update_all_actions
 
     log_dir = Path(job_env["MEINGYM_DATA_DIR"])
     procs = [start_consumer(env, job_env, log_dir / f"consumer-{i}.log") for i in range(consumers)]

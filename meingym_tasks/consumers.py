@@ -8,8 +8,8 @@ the tasks; the instances themselves connect to nothing until the consumer
 starts (settings come from the environment, or ``MEINGYM_CONFIG``).
 """
 
-from meingym_tasks import tasks  # noqa: F401  (registers every task on its queue)
-from meingym_tasks.queues import actions_queue as actions
-from meingym_tasks.queues import users_queue as users
+from meingym_tasks.jobs import tasks  # noqa: F401  (registers every task on its queue)
+from meingym_tasks.queue.queues import actions_queue as actions
+from meingym_tasks.queue.queues import users_queue as users
 
 __all__ = ["actions", "users"]

@@ -26,8 +26,8 @@ import peewee
 import pytest
 from aiosmtpd.controller import Controller
 
-from meingym_tasks import queues
-from meingym_tasks.database import database, init_database
+from meingym_tasks.db.database import database, init_database
+from meingym_tasks.queue import queues
 from meingym_tasks.settings import Settings
 
 REDIS_URL = os.environ.get("MEINGYM_TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -151,7 +151,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def db(database_url: str, make_settings: Callable[..., Settings]) -> Iterator[peewee.Database]:
     """The project database, bound, migrated and empty."""
-    from meingym_tasks.migrate import migrate
+    from meingym_tasks.db.migrate import migrate
 
     bound = init_database(make_settings(DATABASE_URL=database_url))
     if isinstance(bound, peewee.PostgresqlDatabase):
@@ -170,14 +170,14 @@ def db(database_url: str, make_settings: Callable[..., Settings]) -> Iterator[pe
 
 @pytest.fixture
 def user(db: peewee.Database) -> Any:
-    from meingym_tasks.models import User
+    from meingym_tasks.domain.models import User
 
     return User.create(email="ada@example.com", name="Ada")
 
 
 @pytest.fixture
 def squat(db: peewee.Database) -> Any:
-    from meingym_tasks.models import Exercise
+    from meingym_tasks.domain.models import Exercise
 
     return Exercise.create(name="Back Squat", kind="strength", difficulty=Decimal("1.50"))
 

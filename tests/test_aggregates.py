@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import peewee
 import pytest
 
-from meingym_tasks.aggregates import STREAK_PAGE, recompute_user_stats
+from meingym_tasks.domain.aggregates import STREAK_PAGE, recompute_user_stats
+from meingym_tasks.domain.models import Action, Exercise, User, UserStats
 from meingym_tasks.exceptions import UnknownUser
-from meingym_tasks.models import Action, Exercise, User, UserStats
 
 NOW = datetime(2024, 6, 10, 12, 0)  # naive UTC: 14:00 in Berlin
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -17,7 +17,7 @@ from huey import Huey
 from huey.tests.base import BaseTestCase
 from huey.tests.test_storage import StorageTests
 
-from meingym_tasks.brokers import RedisBroker, SqliteBroker
+from meingym_tasks.queue.brokers import RedisBroker, SqliteBroker
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +39,7 @@ class LeasedChecks:
         taken = self.s.dequeue()
 
         self.assertEqual(self.s.inflight(), [b"job-1"])
-        self.s.ack(taken)
+        self.s.ack([taken])
         self.assertEqual(self.s.inflight(), [])
 
 

@@ -12,9 +12,9 @@ import peewee
 import pytest
 from click.testing import CliRunner, Result
 
-from meingym_tasks import queues
-from meingym_tasks.cli import cli
-from meingym_tasks.seed import seed_demo_data
+from meingym_tasks.cli.main import cli
+from meingym_tasks.domain.seed import seed_demo_data
+from meingym_tasks.queue import queues
 
 from conftest import running_consumers
 

@@ -9,10 +9,10 @@ import peewee
 import pytest
 from click.testing import CliRunner, Result
 
-from meingym_tasks import queues
-from meingym_tasks.cli import cli
-from meingym_tasks.models import User
-from meingym_tasks.queues import users_queue
+from meingym_tasks.cli.main import cli
+from meingym_tasks.domain.models import User
+from meingym_tasks.queue import queues
+from meingym_tasks.queue.queues import users_queue
 
 from conftest import run_due
 

@@ -15,9 +15,9 @@ import peewee
 import pytest
 from click.testing import CliRunner, Result
 
-from meingym_tasks import queues
-from meingym_tasks.cli import cli
-from meingym_tasks.migrate import MIGRATIONS_DIR
+from meingym_tasks.cli.main import cli
+from meingym_tasks.db.migrate import MIGRATIONS_DIR
+from meingym_tasks.queue import queues
 
 from conftest import POSTGRES_ADMIN_URL, require
 

@@ -7,14 +7,14 @@ import pytest
 from freezegun import freeze_time
 from huey import signals as S
 
+from meingym_tasks.domain.models import User
 from meingym_tasks.jobs import cancel_job, counts, purge, retry_job, schedule_user_processing
-from meingym_tasks.models import User
-from meingym_tasks.queues import users_queue
+from meingym_tasks.jobs.tasks import process_user_data
+from meingym_tasks.queue.queues import users_queue
 from meingym_tasks.registry import queries, recorder_for
 from meingym_tasks.registry.models import JobCount, JobRecord
 from meingym_tasks.registry.recorder import flush_all
 from meingym_tasks.settings import Settings
-from meingym_tasks.tasks import process_user_data
 
 from conftest import run_due
 

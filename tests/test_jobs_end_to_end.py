@@ -8,6 +8,8 @@ from pathlib import Path
 import peewee
 import pytest
 
+from meingym_tasks.domain.models import Action, Exercise, SentEmail, UserStats
+from meingym_tasks.domain.seed import seed_demo_data
 from meingym_tasks.jobs import (
     get_job,
     job_result,
@@ -17,8 +19,6 @@ from meingym_tasks.jobs import (
     schedule_welcome_email,
     wait_for_result,
 )
-from meingym_tasks.models import Action, Exercise, SentEmail, UserStats
-from meingym_tasks.seed import seed_demo_data
 from meingym_tasks.settings import Settings
 
 from conftest import running_consumers
@@ -36,7 +36,7 @@ def env(app_env: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture
 def settings(env: dict[str, str]) -> Settings:
-    from meingym_tasks import queues
+    from meingym_tasks.queue import queues
 
     settings = Settings.from_env(env)
     queues.configure(settings)

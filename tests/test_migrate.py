@@ -7,8 +7,8 @@ from pathlib import Path
 import peewee
 from playhouse.migrations import Runner
 
-from meingym_tasks.migrate import MIGRATIONS_DIR, migrate, pending
-from meingym_tasks.models import MODELS
+from meingym_tasks.db.migrate import MIGRATIONS_DIR, migrate, pending
+from meingym_tasks.domain.models import MODELS
 
 ALL = ["0001_initial", "0002_job_registry", "0003_reliability", "0004_job_listing_index", "0005_job_counts"]
 

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 import peewee
 import pytest
 
+from meingym_tasks.domain.models import Action, Exercise, SentEmail, User, UserStats
 from meingym_tasks.exceptions import ValidationError
-from meingym_tasks.models import Action, Exercise, SentEmail, User, UserStats
 
 NOW = datetime(2024, 6, 1, 12, 0)
 

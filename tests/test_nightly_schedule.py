@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 import pytest
 from freezegun import freeze_time
 
-from meingym_tasks import tasks
+from meingym_tasks.jobs import tasks
 from meingym_tasks.names import NIGHTLY_UPDATE
-from meingym_tasks.queues import actions_queue
+from meingym_tasks.queue.queues import actions_queue
 from meingym_tasks.settings import Settings
 
 
@@ -58,7 +58,7 @@ def test_a_scheduler_that_was_down_at_three_catches_up_within_the_hour(queue_set
 def test_no_nightly_run_where_the_scheduler_is_switched_off(
     make_settings: Callable[..., Settings], broker_url: str
 ) -> None:
-    from meingym_tasks import queues
+    from meingym_tasks.queue import queues
 
     queues.configure(make_settings(MEINGYM_BROKER_URL=broker_url, MEINGYM_SCHEDULER="false"))
     try:

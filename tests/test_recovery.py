@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import peewee
 import pytest
 
-from meingym_tasks import queues
+from meingym_tasks.domain.models import User
 from meingym_tasks.jobs import dead_letters, get_job, schedule_user_processing
-from meingym_tasks.models import User
-from meingym_tasks.queues import users_queue
+from meingym_tasks.queue import queues
+from meingym_tasks.queue.queues import users_queue
 from meingym_tasks.registry import RegistryConsumer
 from meingym_tasks.settings import Settings
 

@@ -9,7 +9,7 @@ import peewee
 import pytest
 from freezegun import freeze_time
 
-from meingym_tasks import queues
+from meingym_tasks.domain.models import User
 from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobRequest, JobStateConflict, UnknownJob
 from meingym_tasks.jobs import (
     cancel_job,
@@ -23,12 +23,12 @@ from meingym_tasks.jobs import (
     schedule_user_processing,
     schedule_welcome_email,
 )
-from meingym_tasks.models import User
-from meingym_tasks.queues import users_queue
+from meingym_tasks.jobs.tasks import process_user_data
+from meingym_tasks.queue import queues
+from meingym_tasks.queue.queues import users_queue
 from meingym_tasks.registry import queries, recorder_for
 from meingym_tasks.registry.recorder import flush_all
 from meingym_tasks.settings import Settings
-from meingym_tasks.tasks import process_user_data
 
 from conftest import Inbox, free_port, run_due
 

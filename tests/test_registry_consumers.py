@@ -12,7 +12,8 @@ import peewee
 import pytest
 from aiosmtpd.controller import Controller
 
-from meingym_tasks import queues
+from meingym_tasks.domain.models import User
+from meingym_tasks.domain.seed import seed_demo_data
 from meingym_tasks.jobs import (
     cancel_job,
     get_job,
@@ -21,9 +22,8 @@ from meingym_tasks.jobs import (
     schedule_actions_update,
     schedule_welcome_email,
 )
-from meingym_tasks.models import User
-from meingym_tasks.queues import users_queue
-from meingym_tasks.seed import seed_demo_data
+from meingym_tasks.queue import queues
+from meingym_tasks.queue.queues import users_queue
 from meingym_tasks.settings import Settings
 
 from conftest import free_port, running_consumers, wait_until

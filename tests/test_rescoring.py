@@ -12,8 +12,8 @@ import peewee
 import pytest
 from playhouse.test_utils import assert_query_count, count_queries
 
-from meingym_tasks.models import Action, Exercise, User
-from meingym_tasks.rescoring import action_id_bounds, rescore_actions
+from meingym_tasks.domain.models import Action, Exercise, User
+from meingym_tasks.domain.rescoring import action_id_bounds, rescore_actions
 
 NOW = datetime(2024, 6, 1, 3, 0)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import peewee
 from freezegun import freeze_time
 
-from meingym_tasks import queues
+from meingym_tasks.domain.models import User
 from meingym_tasks.jobs import job_result, schedule_user_processing, schedule_welcome_email
-from meingym_tasks.models import User
-from meingym_tasks.queues import users_queue
+from meingym_tasks.queue import queues
+from meingym_tasks.queue.queues import users_queue
 from meingym_tasks.settings import Settings
 
 from conftest import free_port, run_due

@@ -9,7 +9,7 @@ import pytest
 from huey import signals as S
 from huey.constants import EmptyData
 
-from meingym_tasks.queues import MeinGymHuey
+from meingym_tasks.queue.app import MeinGymHuey
 from meingym_tasks.settings import Settings
 
 test_queue = MeinGymHuey("revoke-flag-test")

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meingym_tasks import scoring
+from meingym_tasks.domain import scoring
+from meingym_tasks.domain.models import Action, Exercise, User, utcnow
+from meingym_tasks.domain.rescoring import rescore_actions
+from meingym_tasks.domain.scoring import LIMITS, score
 from meingym_tasks.exceptions import ValidationError
-from meingym_tasks.models import Action, Exercise, User, utcnow
-from meingym_tasks.rescoring import rescore_actions
-from meingym_tasks.scoring import LIMITS, score
 
 # --------------------------------------------------------------------------- examples
 

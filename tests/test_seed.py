@@ -8,11 +8,11 @@ from typing import Any
 import peewee
 import pytest
 
-from meingym_tasks import seed as seeding
+from meingym_tasks.domain import seed as seeding
+from meingym_tasks.domain.models import Action, Exercise, User
+from meingym_tasks.domain.rescoring import action_id_bounds, rescore_actions
+from meingym_tasks.domain.seed import EXERCISES, seed_demo_data
 from meingym_tasks.exceptions import ValidationError
-from meingym_tasks.models import Action, Exercise, User
-from meingym_tasks.rescoring import action_id_bounds, rescore_actions
-from meingym_tasks.seed import EXERCISES, seed_demo_data
 
 NOW = datetime(2024, 6, 10, 12, 0)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from meingym_tasks.exceptions import ConfigurationError
-from meingym_tasks.keys import load_or_create_secret
+from meingym_tasks.queue.keys import load_or_create_secret
 from meingym_tasks.settings import Settings
 
 

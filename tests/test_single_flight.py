@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from meingym_tasks import single_flight
 from meingym_tasks.jobs import schedule_actions_update
-from meingym_tasks.queues import actions_queue
+from meingym_tasks.queue import single_flight
+from meingym_tasks.queue.queues import actions_queue
 from meingym_tasks.settings import Settings
 
 from conftest import run_due

@@ -453,9 +453,9 @@ def test_the_consumer_units_command_runs_jobs_reloads_and_stops_cleanly(
     name: str, worker_type: str, app_env: dict[str, str], app_settings: object, tmp_path: Path
 ) -> None:
     """The unit's ExecStart runs jobs; its ExecReload restarts huey in place; its KillSignal stops it cleanly."""
+    from meingym_tasks.domain.models import User
+    from meingym_tasks.domain.seed import seed_demo_data
     from meingym_tasks.jobs import schedule_actions_update, schedule_user_processing, wait_for_result
-    from meingym_tasks.models import User
-    from meingym_tasks.seed import seed_demo_data
 
     seed_demo_data(users=2, actions=40, seed=3)
     user_id = User.select(User.id).order_by(User.id).first().id
@@ -518,8 +518,8 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
 def test_the_migrate_units_command_brings_the_schema_current(
     fresh_database_url: str, make_env: Callable[..., dict[str, str]], tmp_path: Path
 ) -> None:
-    from meingym_tasks.database import open_database
-    from meingym_tasks.migrate import MIGRATIONS_DIR, pending
+    from meingym_tasks.db.database import open_database
+    from meingym_tasks.db.migrate import MIGRATIONS_DIR, pending
 
     service = prepare(MIGRATE, tmp_path, make_env(DATABASE_URL=fresh_database_url))
     env = {"PATH": SYSTEMD_PATH, **service.env}
@@ -551,8 +551,8 @@ def test_a_graceful_stop_mid_run_loses_no_job(app_env: dict[str, str], app_setti
     queued stay in Redis, the running ones finish, and the restarted consumer
     completes the run with every batch counted.
     """
+    from meingym_tasks.domain.seed import seed_demo_data
     from meingym_tasks.jobs import job_result, schedule_actions_update, wait_for_result
-    from meingym_tasks.seed import seed_demo_data
 
     actions = 400
     seed_demo_data(users=2, actions=actions, seed=5)

@@ -15,11 +15,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from meingym_tasks import queues, single_flight
-from meingym_tasks.models import User
-from meingym_tasks.queues import actions_queue, users_queue
+from meingym_tasks.clock import utcnow
+from meingym_tasks.domain.models import User
+from meingym_tasks.queue import queues, single_flight
+from meingym_tasks.queue.queues import actions_queue, users_queue
 from meingym_tasks.registry.models import ConsumerRecord, JobRecord
-from meingym_tasks.registry.recorder import utcnow
 from meingym_tasks.settings import Settings
 from meingym_tasks.web import WebSettings, create_app
 
@@ -276,7 +276,7 @@ def test_a_job_shows_its_attempts_error_and_traceback(client: TestClient, ada: U
 
 
 def test_a_run_shows_its_progress_result_and_pieces(client: TestClient, ada: User, app_env: dict[str, str]) -> None:
-    from meingym_tasks.seed import seed_demo_data
+    from meingym_tasks.domain.seed import seed_demo_data
 
     queues.configure(Settings.from_env({**app_env, "MEINGYM_UPDATE_BATCH_SIZE": "10"}))
     seed_demo_data(users=0, actions=25, seed=1)
@@ -465,7 +465,7 @@ def test_metrics_are_prometheus_text_with_jobs_durations_depth_and_consumers(
 
 
 def test_dead_letters_are_listed_with_their_reasons(client: TestClient, app_settings: Settings) -> None:
-    from meingym_tasks.queues import users_queue
+    from meingym_tasks.queue.queues import users_queue
 
     from conftest import run_due
 

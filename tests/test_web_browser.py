@@ -21,9 +21,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from meingym_tasks import queues
-from meingym_tasks.models import User
-from meingym_tasks.seed import seed_demo_data
+from meingym_tasks.domain.models import User
+from meingym_tasks.domain.seed import seed_demo_data
+from meingym_tasks.queue import queues
 from meingym_tasks.settings import Settings
 from meingym_tasks.web import WebSettings, create_app
 

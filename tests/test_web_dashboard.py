@@ -10,8 +10,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from meingym_tasks.models import User
-from meingym_tasks.queues import users_queue
+from meingym_tasks.domain.models import User
+from meingym_tasks.queue.queues import users_queue
 from meingym_tasks.settings import Settings
 from meingym_tasks.web import WebSettings, create_app
 

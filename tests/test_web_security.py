@@ -18,11 +18,11 @@ from fastapi.testclient import TestClient
 from freezegun import freeze_time
 from starlette.routing import Mount, Route
 
-from meingym_tasks import queues
-from meingym_tasks.cli import cli
+from meingym_tasks.cli.main import cli
+from meingym_tasks.clock import utcnow
 from meingym_tasks.exceptions import ConfigurationError
+from meingym_tasks.queue import queues
 from meingym_tasks.registry.models import JobAttempt, JobRecord
-from meingym_tasks.registry.recorder import utcnow
 from meingym_tasks.settings import Settings
 from meingym_tasks.web import WebSettings, create_app
 from meingym_tasks.web.auth import PUBLIC_PATHS, Authenticator, tokens_equal

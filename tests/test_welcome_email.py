@@ -7,12 +7,12 @@ from collections.abc import Iterator
 import peewee
 import pytest
 
-from meingym_tasks import queues
+from meingym_tasks.domain.models import SentEmail, User
 from meingym_tasks.jobs import job_result, schedule_welcome_email
-from meingym_tasks.models import SentEmail, User
-from meingym_tasks.queues import users_queue
+from meingym_tasks.jobs.tasks import send_welcome_email
+from meingym_tasks.queue import queues
+from meingym_tasks.queue.queues import users_queue
 from meingym_tasks.settings import Settings
-from meingym_tasks.tasks import send_welcome_email
 
 from conftest import Inbox, free_port, run_due
 

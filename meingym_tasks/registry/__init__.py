@@ -6,7 +6,7 @@ consumers keep heartbeats; :mod:`meingym_tasks.registry.queries` reads it.
 
 from __future__ import annotations
 
-from meingym_tasks.queues import MeinGymHuey
+from meingym_tasks.queue.app import MeinGymHuey
 from meingym_tasks.registry.consumer import RegistryConsumer
 from meingym_tasks.registry.recorder import Recorder, defer_completion, recorder_for
 

@@ -24,11 +24,12 @@ from typing import Any
 from huey import signals as S
 from huey.consumer import Consumer
 
-from meingym_tasks.brokers import broker_errors
-from meingym_tasks.database import init_database
-from meingym_tasks.queues import MeinGymHuey
+from meingym_tasks.clock import utcnow
+from meingym_tasks.db.database import init_database
+from meingym_tasks.queue.app import MeinGymHuey
+from meingym_tasks.queue.brokers import broker_errors
 from meingym_tasks.registry.models import ConsumerRecord
-from meingym_tasks.registry.recorder import Recorder, recorder_for, utcnow
+from meingym_tasks.registry.recorder import Recorder, recorder_for
 
 logger = logging.getLogger("meingym_tasks.consumer")
 
@@ -143,7 +144,7 @@ class RegistryConsumer(Consumer):
             task = self.huey.deserialize_task(data)
         except Exception as exc:
             self.huey.dead_letter(data, f"unreadable message recovered from {dead}: {exc}")
-            storage.ack(data)
+            storage.ack([data])
             return
         count = self.recorder.count_recovery(task.id)
         limit = self.huey.settings.max_recoveries
@@ -152,7 +153,7 @@ class RegistryConsumer(Consumer):
             logger.error("%s: %s: %s", self.huey.name, task.id, reason)
             self.recorder.fail_now(task, reason)
             self.huey.dead_letter(data, reason)
-            storage.ack(data)
+            storage.ack([data])
             return
         self.recorder.record_now(S.SIGNAL_INTERRUPTED, task)
         self.recorder.record_now(S.SIGNAL_ENQUEUED, task)  # before the message is back: see record_now

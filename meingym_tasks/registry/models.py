@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import peewee
 
-from meingym_tasks.models import BaseModel, JSONTextField, UTCDateTimeField
+from meingym_tasks.db.fields import BaseModel, JSONTextField, UTCDateTimeField
 
 SCHEDULED = "scheduled"
 QUEUED = "queued"

@@ -14,7 +14,8 @@ from typing import Any
 
 import peewee
 
-from meingym_tasks.database import database
+from meingym_tasks.clock import utcnow
+from meingym_tasks.db.database import database
 from meingym_tasks.exceptions import InvalidJobRequest, UnknownJob
 from meingym_tasks.names import QUEUES
 from meingym_tasks.registry.consumer import HEARTBEAT_TIMEOUT
@@ -33,7 +34,6 @@ from meingym_tasks.registry.models import (
     JobCount,
     JobRecord,
 )
-from meingym_tasks.registry.recorder import utcnow
 from meingym_tasks.settings import Settings
 
 MAX_PAGE = 500

@@ -27,17 +27,18 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import peewee
 from huey import signals as S
 from huey.api import PeriodicTask, Task
 
-from meingym_tasks.brokers import broker_errors
-from meingym_tasks.database import database, init_database
+from meingym_tasks.clock import utcnow
+from meingym_tasks.db.database import database, init_database
 from meingym_tasks.exceptions import JobCancelled
-from meingym_tasks.queues import MeinGymHuey
+from meingym_tasks.queue.app import MeinGymHuey
+from meingym_tasks.queue.brokers import broker_errors
 from meingym_tasks.registry import rows
 from meingym_tasks.registry.models import (
     EXPIRED,
@@ -60,10 +61,6 @@ MAX_BUFFERED = 100_000
 MAX_JSON = rows.MAX_JSON
 
 Write = Callable[[], None]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 _consumer_name: tuple[int, str] | None = None
@@ -433,7 +430,7 @@ class Recorder:
                 return
             if acks:
                 try:
-                    self.queue.storage.ack_many(acks)
+                    self.queue.storage.ack(acks)
                 except broker_errors() as exc:
                     self.queue.report_broker_error(exc, sleep=False)  # one line per outage; acks wait
                     with self._lock:

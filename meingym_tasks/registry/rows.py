@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from meingym_tasks.database import database
+from meingym_tasks.db.database import database
 from meingym_tasks.registry.models import COMPLETE, FINISHED, RUNNING
 
 Write = Callable[[], None]

@@ -19,10 +19,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from meingym_tasks import jobs
-from meingym_tasks.database import commit_without_waiting_for_disk, database
+from meingym_tasks.db.database import commit_without_waiting_for_disk, database
 from meingym_tasks.exceptions import InvalidJobRequest, JobStateConflict, UnknownJob
 from meingym_tasks.names import JOBS, QUEUES, UPDATE_ALL_ACTIONS, USER_JOBS
-from meingym_tasks.queues import ALL_QUEUES
+from meingym_tasks.queue.queues import ALL_QUEUES
 from meingym_tasks.registry import queries as registry_queries
 from meingym_tasks.registry.models import FAILED, STATES
 from meingym_tasks.web import queries

@@ -12,8 +12,9 @@ from importlib.resources import files
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from meingym_tasks import __version__, queues
-from meingym_tasks.database import init_database
+from meingym_tasks import __version__
+from meingym_tasks.db.database import init_database
+from meingym_tasks.queue import queues
 from meingym_tasks.registry import recorder_for
 from meingym_tasks.settings import Settings
 from meingym_tasks.web import api, dashboard, docs

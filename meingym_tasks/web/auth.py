@@ -31,7 +31,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.datastructures import Headers
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from meingym_tasks.keys import load_or_create_secret
+from meingym_tasks.queue.keys import load_or_create_secret
 from meingym_tasks.settings import Settings
 from meingym_tasks.web.config import WebSettings, check_token
 

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from fastapi import Request
 
-from meingym_tasks.database import database, init_database
+from meingym_tasks.db.database import database, init_database
 from meingym_tasks.settings import Settings
 from meingym_tasks.web.auth import Authenticator
 from meingym_tasks.web.config import WebSettings

@@ -18,8 +18,8 @@ from playhouse.pool import MaxConnectionsExceeded
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from meingym_tasks.brokers import broker_errors
 from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobRequest, JobStateConflict, UnknownJob
+from meingym_tasks.queue.brokers import broker_errors
 from meingym_tasks.web.auth import route_path
 
 logger = logging.getLogger("meingym_tasks.web")

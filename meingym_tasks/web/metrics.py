@@ -20,7 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from meingym_tasks.names import QUEUES
-from meingym_tasks.queues import ALL_QUEUES
+from meingym_tasks.queue.queues import ALL_QUEUES
 from meingym_tasks.registry import queries as registry_queries
 from meingym_tasks.web import queries
 

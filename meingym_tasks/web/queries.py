@@ -11,7 +11,7 @@ from typing import Any
 
 import peewee
 
-from meingym_tasks.database import is_sqlite
+from meingym_tasks.db.database import is_sqlite
 from meingym_tasks.names import QUEUES
 from meingym_tasks.registry.models import COMPLETE, FAILED, STATES, JobRecord
 from meingym_tasks.registry.queries import iso

@@ -23,12 +23,12 @@ import redis
 from huey.registry import Message
 from huey.serializer import SignedSerializer
 
-from meingym_tasks import queues
-from meingym_tasks.database import database
+from meingym_tasks.db.database import database
+from meingym_tasks.domain.models import SentEmail, User
 from meingym_tasks.exceptions import BrokerUnavailable
 from meingym_tasks.jobs import counts, dead_letters, schedule_user_processing, schedule_welcome_email
-from meingym_tasks.models import SentEmail, User
-from meingym_tasks.queues import users_queue
+from meingym_tasks.queue import queues
+from meingym_tasks.queue.queues import users_queue
 from meingym_tasks.settings import Settings
 
 from conftest import free_port, wait_until

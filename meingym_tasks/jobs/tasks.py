@@ -14,19 +14,21 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from huey import group
 from huey.api import Task
 from huey.utils import Error
 
-from meingym_tasks import single_flight
-from meingym_tasks.aggregates import recompute_user_stats
-from meingym_tasks.database import database, init_database
+from meingym_tasks.clock import utcnow
+from meingym_tasks.db.database import database, init_database
+from meingym_tasks.domain.aggregates import recompute_user_stats
+from meingym_tasks.domain.mailer import deliver, welcome_message
+from meingym_tasks.domain.models import Action, SentEmail, User, write_transaction
+from meingym_tasks.domain.rescoring import action_id_bounds, rescore_actions
 from meingym_tasks.exceptions import JobCancelled, UnknownUser
-from meingym_tasks.mailer import deliver, welcome_message
-from meingym_tasks.models import Action, SentEmail, User, write_transaction
+from meingym_tasks.jobs.progress import add_progress, cancel_requested, set_progress
 from meingym_tasks.names import (
     NIGHTLY_UPDATE,
     PROCESS_USER_DATA,
@@ -36,14 +38,14 @@ from meingym_tasks.names import (
     UPDATE_ACTIONS_FINISH,
     UPDATE_ALL_ACTIONS,
 )
-from meingym_tasks.progress import add_progress, cancel_requested, set_progress
-from meingym_tasks.queues import ALL_QUEUES, MeinGymHuey, actions_queue, users_queue
+from meingym_tasks.queue import single_flight
+from meingym_tasks.queue.app import MeinGymHuey
+from meingym_tasks.queue.queues import ALL_QUEUES, actions_queue, users_queue
+from meingym_tasks.queue.schedule import nightly_due
 from meingym_tasks.registry import defer_completion, install
 from meingym_tasks.registry import queries as registry_queries
 from meingym_tasks.registry.models import COMPLETE, FAILED, REVOKED
 from meingym_tasks.registry.recorder import finish_record
-from meingym_tasks.rescoring import action_id_bounds, rescore_actions
-from meingym_tasks.schedule import nightly_due
 
 logger = logging.getLogger("meingym_tasks.jobs")
 
@@ -52,11 +54,6 @@ install(actions_queue)
 install(users_queue)
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def utcnow() -> datetime:
-    """Naive UTC, as stored in the database and used by huey."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def with_database(queue: MeinGymHuey) -> Callable[[F], F]:

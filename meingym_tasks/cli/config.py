@@ -8,7 +8,8 @@ import sys
 
 import click
 
-from meingym_tasks.config_check import Report
+from meingym_tasks.cli.config_check import Report
+from meingym_tasks.cli.context import AppContext
 
 EXIT_NOT_READY = 1
 
@@ -41,8 +42,7 @@ def check(ctx: click.Context, as_json: bool, timeout: float) -> None:
       meingym-tasks --config /etc/meingym-tasks/meingym-tasks.env config check
       meingym-tasks config check --json
     """
-    from meingym_tasks.cli import AppContext
-    from meingym_tasks.config_check import run_checks
+    from meingym_tasks.cli.config_check import run_checks
 
     settings = ctx.ensure_object(AppContext).settings  # a bad setting: one line, exit 2
     report = run_checks(settings, timeout=timeout)

@@ -14,69 +14,12 @@ from typing import Any
 
 import click
 
-from meingym_tasks.exceptions import BrokerUnavailable, ConfigurationError, InvalidJobRequest, UnknownJob
+from meingym_tasks.cli.config import config
+from meingym_tasks.cli.context import MAX_USER_ID, AppContext, IsoDateTime, pass_app, print_data, usage_error
+from meingym_tasks.cli.registry import COMMANDS
+from meingym_tasks.cli.web import web
+from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobRequest, UnknownJob
 from meingym_tasks.names import JOBS, QUEUE_ALIASES, UPDATE_ALL_ACTIONS, USER_JOBS
-from meingym_tasks.settings import Settings
-
-MAX_USER_ID = 2**63 - 1
-EXIT_USAGE = 2
-
-
-class AppContext:
-    """What every command needs, built lazily so ``--help`` works with any environment."""
-
-    def __init__(self) -> None:
-        self._settings: Settings | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            try:
-                self._settings = Settings.from_env()
-            except ConfigurationError as exc:
-                click.echo(f"Error: {exc}", err=True)
-                sys.exit(EXIT_USAGE)
-        return self._settings
-
-    def bind(self) -> Settings:
-        """Bind the queues and the database to the settings; returns them."""
-        from meingym_tasks import queues
-        from meingym_tasks.database import init_database
-
-        settings = self.settings
-        queues.configure(settings)
-        init_database(settings)
-        return settings
-
-
-pass_app = click.make_pass_decorator(AppContext, ensure=True)
-
-
-class IsoDateTime(click.ParamType):
-    name = "ISO-8601"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            self.fail(f"{value!r} is not an ISO-8601 time such as 2026-12-01T03:00 or 2026-12-01T03:00+01:00")
-
-
-def _print(data: Any, as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(data, indent=2, default=str, sort_keys=True))
-        return
-    for key, value in data.items():
-        if key == "traceback" and value:
-            click.echo("traceback:\n" + str(value).rstrip())
-        else:
-            click.echo(f"{key}: {value}")
-
-
-def _usage_error(message: str) -> click.UsageError:
-    return click.UsageError(message)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -143,7 +86,7 @@ def trigger(
     if job == UPDATE_ALL_ACTIONS and user_id is not None:
         raise click.BadParameter(f"{job} takes no user id", param_hint="--user-id")
     if delay is not None and eta is not None:
-        raise _usage_error("give --delay or --eta, not both")
+        raise usage_error("give --delay or --eta, not both")
     app.bind()
     from meingym_tasks.jobs import trigger as trigger_job
     from meingym_tasks.jobs import wait_for_result
@@ -151,19 +94,19 @@ def trigger(
     try:
         queued = trigger_job(job, user_id=user_id, delay=delay, eta=eta)
     except InvalidJobRequest as exc:
-        raise _usage_error(str(exc)) from None
+        raise usage_error(str(exc)) from None
     except BrokerUnavailable as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
     if not wait:
-        _print(queued, as_json) if as_json or "deduplicated" in queued else click.echo(queued["job_id"])
+        print_data(queued, as_json) if as_json or "deduplicated" in queued else click.echo(queued["job_id"])
         return
     if not as_json:
         note = " (already queued or running)" if queued.get("deduplicated") else ""
         click.echo(f"job_id: {queued['job_id']}{note}", err=True)
         watch_progress(queued["job_id"], timeout)
     outcome = wait_for_result(queued["job_id"], timeout=timeout)
-    _print(outcome, as_json)
+    print_data(outcome, as_json)
     sys.exit(0 if outcome["status"] == "complete" else 1)
 
 
@@ -218,7 +161,7 @@ def result(app: AppContext, job_id: str, as_json: bool) -> None:
     except BrokerUnavailable as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
-    _print(outcome, as_json)
+    print_data(outcome, as_json)
 
 
 @cli.command()
@@ -233,7 +176,7 @@ def worker(app: AppContext, queue: str, workers: int | None) -> None:
       meingym-tasks worker all
       meingym-tasks worker actions --workers 4
     """
-    from meingym_tasks import worker as runner
+    from meingym_tasks.cli import worker as runner
 
     settings = app.settings
     runner.setup_logging()
@@ -255,8 +198,8 @@ def db() -> None:
 def migrate(app: AppContext) -> None:
     """Apply pending schema migrations (a no-op when the schema is current)."""
     app.bind()
-    from meingym_tasks.database import database
-    from meingym_tasks.migrate import migrate as apply
+    from meingym_tasks.db.database import database
+    from meingym_tasks.db.migrate import migrate as apply
 
     applied = apply(database.obj)
     click.echo("applied: " + ", ".join(applied) if applied else "schema is current")
@@ -275,7 +218,7 @@ def seed(app: AppContext, users: int, actions: int, seed_value: int) -> None:
       meingym-tasks db seed --users 1000 --actions 1000000 --seed 42
     """
     app.bind()
-    from meingym_tasks.seed import seed_demo_data
+    from meingym_tasks.domain.seed import seed_demo_data
 
     if actions and not users:
         raise click.BadParameter("actions need at least one user", param_hint="--users")
@@ -290,12 +233,12 @@ def seed(app: AppContext, users: int, actions: int, seed_value: int) -> None:
 @pass_app
 def demo(app: AppContext, users: int, actions: int, timeout: float) -> None:
     """Migrate, seed, start both consumers, run every job once and print the results."""
-    from meingym_tasks import worker as runner
-    from meingym_tasks.database import database
+    from meingym_tasks.cli import worker as runner
+    from meingym_tasks.db.database import database
+    from meingym_tasks.db.migrate import migrate as apply
+    from meingym_tasks.domain.models import User
+    from meingym_tasks.domain.seed import seed_demo_data
     from meingym_tasks.jobs import schedule_user_processing, schedule_welcome_email, trigger, wait_for_result
-    from meingym_tasks.migrate import migrate as apply
-    from meingym_tasks.models import User
-    from meingym_tasks.seed import seed_demo_data
 
     settings = app.bind()
     click.echo(f"data directory: {settings.data_dir.resolve()}  broker: {settings.broker}")
@@ -329,15 +272,7 @@ def main() -> None:
     cli(prog_name="meingym-tasks")
 
 
-def _register_subcommands() -> None:
-    from meingym_tasks.cli_config import config
-    from meingym_tasks.cli_registry import COMMANDS
-    from meingym_tasks.cli_web import web
-
-    cli.add_command(config)
-    cli.add_command(web)
-    for command in COMMANDS:
-        cli.add_command(command)
-
-
-_register_subcommands()
+cli.add_command(config)
+cli.add_command(web)
+for command in COMMANDS:
+    cli.add_command(command)

@@ -31,7 +31,7 @@ because neither ever rounds before the final step:
   non-negative rational is the integer division ``(2N + Q) / (2Q)``, which
   both databases truncate identically. Finally ``cents / 100.0`` is exact
   NUMERIC division on PostgreSQL and one correctly rounded IEEE division on
-  SQLite, which :class:`~meingym_tasks.models.FixedDecimalField` reads back as
+  SQLite, which :class:`~meingym_tasks.domain.models.FixedDecimalField` reads back as
   the exact 2-place decimal.
 * **Bounds** (:data:`LIMITS`, enforced by CHECK constraints) keep ``2N + Q``
   below ``2.1e16``, far inside 64 bits (SQLite would silently switch to REAL
@@ -93,7 +93,7 @@ class Limit:
 
 
 #: The inputs of the formula, their fixed-point places and ranges; the CHECK
-#: constraints in :mod:`meingym_tasks.models` are built from these.
+#: constraints in :mod:`meingym_tasks.domain.models` are built from these.
 LIMITS: dict[str, Limit] = {
     "sets": Limit(0, Decimal(1_000)),
     "reps": Limit(0, Decimal(10_000)),

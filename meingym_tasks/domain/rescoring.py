@@ -3,8 +3,8 @@
 The job walks the action ids in ranges (:func:`action_id_bounds`, then
 :func:`rescore_actions` per range) so each transaction stays short, and every
 range is one ``UPDATE`` whose score is computed by the database itself from
-:func:`meingym_tasks.scoring.score_expression`: no row travels through Python,
-and the result equals :func:`meingym_tasks.scoring.score` to the cent.
+:func:`meingym_tasks.domain.scoring.score_expression`: no row travels through Python,
+and the result equals :func:`meingym_tasks.domain.scoring.score` to the cent.
 Rescoring is idempotent: running a range twice stores the same scores.
 """
 
@@ -14,8 +14,8 @@ from datetime import datetime
 
 import peewee
 
-from meingym_tasks import scoring
-from meingym_tasks.models import Action, Exercise, to_utc_naive, write_transaction
+from meingym_tasks.domain import scoring
+from meingym_tasks.domain.models import Action, Exercise, to_utc_naive, write_transaction
 
 __all__ = ["action_id_bounds", "action_score_expression", "rescore_actions"]
 

@@ -3,7 +3,7 @@
 Loads nothing itself: it gets the :class:`Settings` the services would load and
 asks, in order, whether the broker answers (a trivial call through each queue's
 storage), whether the database answers (``SELECT 1``) and whether its schema is
-current (:func:`meingym_tasks.migrate.pending`). Each check runs under a time
+current (:func:`meingym_tasks.db.migrate.pending`). Each check runs under a time
 limit, so a firewalled host gives an answer instead of a hang. A check writes
 nothing the services would not (the PostgreSQL broker creates its tables on first
 use, as a consumer would); a SQLite file that does not exist yet is reported, not
@@ -80,10 +80,10 @@ def check_broker(settings: Settings) -> Check:
     """A trivial call through each queue's storage: the number of pending jobs.
 
     The queues are built here, as the consumers build theirs, rather than
-    borrowed from :mod:`meingym_tasks.queues`: a check that hangs past its time
+    borrowed from :mod:`meingym_tasks.queue.queues`: a check that hangs past its time
     limit must not leave the process's own queues bound or closed under anyone.
     """
-    from meingym_tasks.queues import MeinGymHuey
+    from meingym_tasks.queue.app import MeinGymHuey
 
     where = f"{settings.broker} at {mask_url(settings.broker_url)}"
     sqlite_file = _sqlite_path(settings.broker_url)
@@ -123,7 +123,7 @@ def check_database(settings: Settings) -> Check:
 
 def check_schema(settings: Settings) -> Check:
     """The schema is current when no migration is pending."""
-    from meingym_tasks.migrate import MIGRATIONS_DIR, pending
+    from meingym_tasks.db.migrate import MIGRATIONS_DIR, pending
 
     sqlite_file = _sqlite_path(settings.database_url)
     if sqlite_file is not None and not sqlite_file.exists():
@@ -149,7 +149,7 @@ def check_schema(settings: Settings) -> Check:
 
 def _open(settings: Settings) -> Any:
     # Its own connection, not the shared proxy: a check leaves no binding behind.
-    from meingym_tasks.database import open_database
+    from meingym_tasks.db.database import open_database
 
     return open_database(settings.database_url)
 

@@ -15,12 +15,13 @@ from typing import Any
 from huey.constants import EmptyData
 from huey.utils import Error
 
-from meingym_tasks import single_flight
-from meingym_tasks.brokers import broker_errors
-from meingym_tasks.database import init_database
+from meingym_tasks.db.database import init_database
 from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobRequest, JobStateConflict
+from meingym_tasks.jobs.tasks import process_user_data, send_welcome_email, trigger_update_all_actions
 from meingym_tasks.names import JOBS, PROCESS_USER_DATA, SEND_WELCOME_EMAIL, UPDATE_ALL_ACTIONS, USER_JOBS
-from meingym_tasks.queues import ALL_QUEUES, actions_queue, queue_named
+from meingym_tasks.queue import single_flight
+from meingym_tasks.queue.brokers import broker_errors
+from meingym_tasks.queue.queues import ALL_QUEUES, actions_queue, queue_named
 from meingym_tasks.registry import queries as registry_queries
 from meingym_tasks.registry.models import (
     CANCELLABLE,
@@ -37,7 +38,6 @@ from meingym_tasks.registry.models import (
     JobRecord,
 )
 from meingym_tasks.registry.recorder import flush_all
-from meingym_tasks.tasks import process_user_data, send_welcome_email, trigger_update_all_actions
 
 #: An ETA further in the past than this is a mistake (wrong year, wrong zone), not "run now".
 PAST_ETA_TOLERANCE = timedelta(hours=1)

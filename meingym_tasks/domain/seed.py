@@ -20,8 +20,8 @@ from typing import Any
 
 import peewee
 
+from meingym_tasks.domain.models import Action, Exercise, User, to_utc_naive, utcnow, write_transaction
 from meingym_tasks.exceptions import ValidationError
-from meingym_tasks.models import Action, Exercise, User, to_utc_naive, utcnow, write_transaction
 
 __all__ = ["EXERCISES", "seed_demo_data"]
 

@@ -14,10 +14,11 @@ import time
 
 import peewee
 
-from meingym_tasks.context import current_task
+from meingym_tasks.clock import utcnow
 from meingym_tasks.exceptions import JobCancelled
+from meingym_tasks.queue.context import current_task
 from meingym_tasks.registry.models import JobRecord
-from meingym_tasks.registry.recorder import flush_all, utcnow
+from meingym_tasks.registry.recorder import flush_all
 
 MIN_INTERVAL = 0.5
 _last_write: dict[str, float] = {}

@@ -1,10 +1,9 @@
-"""The two Huey instances, ``actions_queue`` and ``users_queue``.
+"""``MeinGymHuey``: Huey with lazy, settings-driven storage, signed messages and expiring results.
 
-They are module-level because ``huey_consumer`` imports an instance by dotted
-path, yet building one connects to nothing: storage and serializer are made
-from :class:`Settings` on first use (the environment, unless
-:func:`configure` bound explicit settings first). Job defaults (3 attempts,
-backoff 5 s then 15 s) are read from those settings when a job is enqueued.
+Building one connects to nothing: storage and serializer are made from
+:class:`Settings` on first use (the environment, unless :meth:`configure`
+bound explicit settings first). Job defaults (3 attempts, backoff 5 s then
+15 s) are read from those settings when a job is enqueued.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -28,15 +27,18 @@ from huey.serializer import SignedSerializer
 from huey.storage import BaseStorage
 from huey.utils import Error
 
-from meingym_tasks.brokers import PostgresBroker, RedisBroker, SqliteBroker, broker_errors
-from meingym_tasks.context import current_task
+from meingym_tasks.clock import utcnow
 from meingym_tasks.exceptions import PermanentJobError
-from meingym_tasks.keys import queue_secret
-from meingym_tasks.names import ACTIONS_QUEUE, USERS_QUEUE
+from meingym_tasks.queue.brokers import PostgresBroker, RedisBroker, SqliteBroker, broker_errors
+from meingym_tasks.queue.context import current_task
+from meingym_tasks.queue.keys import queue_secret
 from meingym_tasks.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
-logger = logging.getLogger("meingym_tasks.queues")
+logger = logging.getLogger("meingym_tasks.queue")
+
+#: The module part of every job's huey name (``meingym_tasks.tasks.process-user-data``), whatever file declares it.
+TASK_NAMESPACE = "meingym_tasks.tasks"
 
 
 class JobTask(Task):
@@ -262,10 +264,8 @@ class MeinGymHuey(Huey):
                 self.report_broker_error(exc, sleep=False)
 
     def _ack(self, data: bytes) -> None:
-        ack = getattr(self.storage, "ack", None)
         try:
-            if ack is not None:
-                ack(data)
+            self.storage.ack([data])
         except broker_errors():
             logger.exception("%s: could not acknowledge a finished job; it may run again", self.name)
         finally:
@@ -369,10 +369,10 @@ class MeinGymHuey(Huey):
         return SqliteBroker(self.name, filename=filename)
 
     def _get_timestamp(self) -> datetime:
-        # huey.utils.utcnow is bound to the real clock at import, where freezegun
-        # cannot reach it; asking datetime each time gives huey, the jobs and the
-        # tests one clock.
-        return datetime.now(UTC).replace(tzinfo=None)
+        # Replaces huey's clock: huey.utils.utcnow is bound to the real clock at import,
+        # where freezegun cannot reach it; meingym_tasks.clock gives huey, the jobs and
+        # the tests one clock.
+        return utcnow()
 
     # -- results -----------------------------------------------------------------------------------
 
@@ -432,7 +432,13 @@ class MeinGymHuey(Huey):
                 finally:
                     current_task.reset(token)
 
-            attrs: dict[str, Any] = {"queue_app": self, "job_function": staticmethod(fn)}
+            # huey names a message's task "<module>.<name>"; a fixed namespace keeps the
+            # messages of one release runnable by the next even when a job's module moves.
+            attrs: dict[str, Any] = {
+                "queue_app": self,
+                "job_function": staticmethod(fn),
+                "__module__": TASK_NAMESPACE,
+            }
             base: type[Task] = JobTask
             if not retry:
                 attrs["default_retries"] = 0
@@ -442,24 +448,3 @@ class MeinGymHuey(Huey):
             return TaskWrapper(self, run, context=True, name=name, task_base=base, **attrs)
 
         return decorator
-
-
-actions_queue = MeinGymHuey(ACTIONS_QUEUE)
-users_queue = MeinGymHuey(USERS_QUEUE)
-ALL_QUEUES = {ACTIONS_QUEUE: actions_queue, USERS_QUEUE: users_queue}
-
-
-def configure(settings: Settings) -> None:
-    """Bind both queues to ``settings`` (the CLI, the web app and tests call this)."""
-    for queue in ALL_QUEUES.values():
-        queue.configure(settings)
-
-
-def reset() -> None:
-    """Forget bound settings and close connections (tests; a re-exec'd consumer)."""
-    for queue in ALL_QUEUES.values():
-        queue.configure(None)
-
-
-def queue_named(name: str) -> MeinGymHuey:
-    return ALL_QUEUES[name]

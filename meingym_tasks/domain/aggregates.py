@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 
 import peewee
 
-from meingym_tasks import scoring
+from meingym_tasks.domain import scoring
+from meingym_tasks.domain.models import Action, User, UserStats, to_utc_naive, write_transaction
 from meingym_tasks.exceptions import UnknownUser
-from meingym_tasks.models import Action, User, UserStats, to_utc_naive, write_transaction
 
 __all__ = ["current_streak", "recompute_user_stats"]
 

@@ -14,7 +14,7 @@ import time
 
 from huey.constants import EmptyData
 
-from meingym_tasks.queues import MeinGymHuey
+from meingym_tasks.queue.app import MeinGymHuey
 
 KEY = "single-flight:update-all-actions"
 

@@ -1,0 +1,1 @@
+"""The project database: the peewee proxy, column types, schema migrations."""

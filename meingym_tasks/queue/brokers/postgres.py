@@ -1,0 +1,47 @@
+"""PostgreSQL as broker, for deployments that want no Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from huey.storage import PostgresStorage
+
+from meingym_tasks.queue.brokers.sql import SqlLeases
+
+
+class PostgresBroker(SqlLeases, PostgresStorage):
+    """PostgreSQL as broker, for deployments that want no Redis."""
+
+    param = "%s"
+
+    def __init__(self, name: str, dsn: str, **kwargs: Any) -> None:
+        super().__init__(name, dsn=dsn, create_tables=False, **kwargs)
+        self.expiry_table = f"{self.table_kv.removesuffix('_kv')}_result_expiry"
+        self.kv_table = self.table_kv
+        self.upsert_kv = (
+            f"insert into {self.table_kv} (queue, key, value) values (%s, %s, %s) "
+            "on conflict (queue, key) do update set value = excluded.value"
+        )
+        prefix = self.table_kv.removesuffix("_kv")
+        self.task_table, self.schedule_table = self.table_task, self.table_schedule
+        self.inflight_table, self.heartbeat_table = f"{prefix}_inflight", f"{prefix}_heartbeat"
+        self.ddl = [*self.ddl, *self._expiry_ddl(), *self._lease_ddl()]
+
+    def _dequeue(self) -> bytes | None:
+        if self.consumer_id is None:
+            return super()._dequeue()  # type: ignore[no-any-return]
+        with self.db(commit=True) as curs:
+            return self._take(curs)
+
+    def _notify_new(self) -> None:
+        self.sql("select pg_notify(%s, %s)", (self.channel, ""))
+
+    @property
+    def conn(self) -> Any:
+        conn = PostgresStorage.conn.fget(self)  # type: ignore[attr-defined]
+        if not self._schema_ready:
+            with conn.cursor() as curs:
+                for sql in self.ddl:
+                    curs.execute(sql)
+            self._schema_ready = True
+        return conn

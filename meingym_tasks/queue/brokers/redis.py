@@ -1,0 +1,137 @@
+"""Redis: results expire by themselves, reliable fetch with per-consumer in-flight lists."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from huey.storage import RedisExpireStorage
+
+# Moves every due message of the schedule onto the queue in one step, so a
+# scheduler killed between huey's "pop from schedule" and "enqueue" loses none.
+SCHEDULE_TO_QUEUE_LUA = """\
+local due = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1])
+for _, item in ipairs(due) do
+    redis.call('lpush', KEYS[2], item)
+    redis.call('zrem', KEYS[1], item)
+end
+return due"""
+
+# Removes finished messages from an in-flight list. BLMOVE pushes on the left, so
+# the oldest (usually the ones finishing) sit at the right: LREM with count -1
+# searches from there. One script call instead of a pipelined LREM per message:
+# the client packs one command per batch instead of one per job.
+ACK_LUA = """\
+for _, item in ipairs(ARGV) do
+    redis.call('lrem', KEYS[1], -1, item)
+end
+return #ARGV"""
+ACK_CHUNK = 1_000
+
+
+class RedisBroker(RedisExpireStorage):
+    """Redis: results expire by themselves (``SET ... EX``); reliable fetch with in-flight lists.
+
+    A consumer that called :meth:`lease_for` takes a message with ``BLMOVE``
+    from the queue to its own in-flight list and removes it there only when
+    the job has ended (:meth:`ack`). Its heartbeat key expires if it dies; any
+    consumer's reaper then moves the dead one's in-flight messages back.
+    """
+
+    consumer_id: str | None = None
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.consumers_key = f"huey.consumers.{self.name}"
+        self._to_queue = self.conn.register_script(SCHEDULE_TO_QUEUE_LUA)
+        self._ack = self.conn.register_script(ACK_LUA)
+
+    def inflight_key(self, consumer_id: str) -> str:
+        return f"huey.inflight.{self.name}.{consumer_id}"
+
+    def heartbeat_key(self, consumer_id: str) -> str:
+        return f"huey.heartbeat.{self.name}.{consumer_id}"
+
+    def lease_for(self, consumer_id: str) -> None:
+        self.consumer_id = consumer_id
+
+    def dequeue(self) -> bytes | None:
+        if self.consumer_id is None:
+            return super().dequeue()  # type: ignore[no-any-return]
+        target = self.inflight_key(self.consumer_id)
+        if self.blocking:
+            return self.conn.blmove(self.queue_key, target, self.read_timeout, "RIGHT", "LEFT")  # type: ignore[no-any-return]
+        return self.conn.lmove(self.queue_key, target, "RIGHT", "LEFT")  # type: ignore[no-any-return]
+
+    def ack(self, messages: Sequence[bytes]) -> None:
+        """Drop finished messages from our in-flight list: one command, however many."""
+        if self.consumer_id is None or not messages:
+            return
+        key = self.inflight_key(self.consumer_id)
+        for start in range(0, len(messages), ACK_CHUNK):  # a backlog after an outage: bounded script runs
+            self._ack(keys=[key], args=list(messages[start : start + ACK_CHUNK]))
+
+    def beat(self, ttl: float) -> None:
+        assert self.consumer_id is not None
+        pipe = self.conn.pipeline()
+        pipe.sadd(self.consumers_key, self.consumer_id)
+        pipe.set(self.heartbeat_key(self.consumer_id), b"1", px=int(ttl * 1000))
+        pipe.execute()
+
+    def inflight(self, consumer_id: str | None = None) -> list[bytes]:
+        return self.conn.lrange(self.inflight_key(consumer_id or self.consumer_id or ""), 0, -1)  # type: ignore[no-any-return]
+
+    def dead_consumers(self) -> list[str]:
+        members = [m.decode() for m in self.conn.smembers(self.consumers_key)]
+        members = [m for m in members if m != self.consumer_id]
+        if not members:
+            return []
+        pipe = self.conn.pipeline()
+        for member in members:
+            pipe.exists(self.heartbeat_key(member))
+        return [m for m, alive in zip(members, pipe.execute(), strict=True) if not alive]
+
+    def claim_one(self, dead_id: str) -> bytes | None:
+        """Move one message of a dead consumer's in-flight list into ours (atomic: one reaper gets it)."""
+        assert self.consumer_id is not None
+        return self.conn.lmove(self.inflight_key(dead_id), self.inflight_key(self.consumer_id), "RIGHT", "LEFT")  # type: ignore[no-any-return]
+
+    def requeue(self, data: bytes) -> None:
+        """Put a message we hold back at the head of the queue and drop it from our in-flight list."""
+        assert self.consumer_id is not None
+        pipe = self.conn.pipeline(transaction=True)
+        pipe.rpush(self.queue_key, data)
+        pipe.lrem(self.inflight_key(self.consumer_id), 1, data)
+        pipe.execute()
+
+    def end_heartbeat(self) -> None:
+        """Declare this consumer gone: reapers recover anything left in its in-flight list."""
+        if self.consumer_id is not None:
+            self.conn.delete(self.heartbeat_key(self.consumer_id))
+
+    def forget_consumer(self, consumer_id: str) -> None:
+        pipe = self.conn.pipeline()
+        pipe.srem(self.consumers_key, consumer_id)
+        pipe.delete(self.heartbeat_key(consumer_id))
+        pipe.execute()
+
+    def move_due_to_queue(self, ts: Any) -> list[bytes]:
+        return self._to_queue(keys=[self.schedule_key, self.queue_key], args=[self.convert_ts(ts)]) or []  # type: ignore[no-any-return]
+
+    def put_result(self, key: str, value: bytes, ttl: float, delete: str | None = None) -> None:
+        """Store a result for ``ttl`` seconds, deleting the key ``delete`` in the same round trip."""
+        if delete is None:
+            self.conn.set(self.result_key(key), value, ex=ttl)
+        else:
+            pipe = self.conn.pipeline(transaction=False)
+            pipe.delete(self.result_key(delete))
+            pipe.set(self.result_key(key), value, ex=ttl)
+            pipe.execute()
+        if self.notify_result:
+            self._notify(key)
+
+    def prune_results(self, now: float | None = None) -> int:
+        return 0  # Redis removes expired keys itself.
+
+    def close(self) -> None:
+        self.pool.disconnect()

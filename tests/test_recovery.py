@@ -11,17 +11,16 @@ from meingym_tasks.domain.models import User
 from meingym_tasks.jobs import dead_letters, get_job, schedule_user_processing
 from meingym_tasks.queue import queues
 from meingym_tasks.queue.queues import users_queue
-from meingym_tasks.registry import RegistryConsumer
+from meingym_tasks.queue.reliable import Lease
 from meingym_tasks.settings import Settings
 
-from conftest import run_due
+from tests.helpers import run_due
 
 
 @pytest.fixture
-def reaper(app_env: dict[str, str], db: peewee.Database) -> Iterator[RegistryConsumer]:
+def reaper(app_env: dict[str, str], db: peewee.Database) -> Iterator[Lease]:
     queues.configure(Settings.from_env({**app_env, "MEINGYM_MAX_RECOVERIES": "2"}))
-    consumer = RegistryConsumer(users_queue, workers=1)
-    yield consumer
+    yield users_queue.lease
     users_queue.storage.lease_for(None)  # type: ignore[arg-type]
     queues.reset()
 
@@ -35,13 +34,12 @@ def die_holding_the_next_job(name: str) -> None:
     storage.end_heartbeat()
 
 
-def reap(reaper: RegistryConsumer) -> None:
-    users_queue.storage.lease_for(reaper.consumer_id)
-    users_queue.storage.beat(30)
-    reaper._reap()
+def reap(reaper: Lease) -> None:
+    """A live consumer ("reaper") starts: it beats once and recovers what dead consumers held."""
+    reaper.start("reaper")
 
 
-def test_the_jobs_of_a_dead_consumer_go_back_on_the_queue_and_complete(reaper: RegistryConsumer) -> None:
+def test_the_jobs_of_a_dead_consumer_go_back_on_the_queue_and_complete(reaper: Lease) -> None:
     user = User.create(email="greta@example.org", name="Greta")
     job_id = schedule_user_processing(user.id)["job_id"]
 
@@ -56,7 +54,7 @@ def test_the_jobs_of_a_dead_consumer_go_back_on_the_queue_and_complete(reaper: R
     assert get_job(job_id)["state"] == "complete"
 
 
-def test_a_job_that_keeps_killing_its_consumer_is_failed_after_the_limit(reaper: RegistryConsumer) -> None:
+def test_a_job_that_keeps_killing_its_consumer_is_failed_after_the_limit(reaper: Lease) -> None:
     job_id = schedule_user_processing(7)["job_id"]
 
     for attempt in range(3):

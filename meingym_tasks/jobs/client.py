@@ -16,6 +16,7 @@ from huey.constants import EmptyData
 from huey.utils import Error
 
 from meingym_tasks.db.database import init_database
+from meingym_tasks.db.fields import write_transaction
 from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobRequest, JobStateConflict
 from meingym_tasks.jobs.tasks import process_user_data, send_welcome_email, trigger_update_all_actions
 from meingym_tasks.names import JOBS, PROCESS_USER_DATA, SEND_WELCOME_EMAIL, UPDATE_ALL_ACTIONS, USER_JOBS
@@ -173,7 +174,7 @@ def queue_overview() -> dict[str, dict[str, Any]]:
 def retry_job(job_id: str) -> dict[str, Any]:
     """Run a failed, revoked, expired or interrupted job again: same id, same record, a new attempt."""
     validate_job_id(job_id)
-    with _registry():
+    with _registry(), write_transaction():  # BEGIN IMMEDIATE on SQLite: this reads, then writes
         record = registry_queries.get_record(job_id)
         if record.state not in RETRYABLE:
             raise JobStateConflict(f"job {job_id} is {record.state}; only {', '.join(RETRYABLE)} jobs can be retried")
@@ -201,12 +202,12 @@ def retry_job(job_id: str) -> dict[str, Any]:
             .where(JobRecord.job_id == job_id)
             .execute()
         )
-    arguments = record.arguments or {}
-    task = task_class(tuple(arguments.get("args", ())), dict(arguments.get("kwargs", {})), id=job_id)
-    with _broker():
-        queue.restore_by_id(job_id)  # lift a cancellation
-        queue.delete(job_id)  # the old failure must not answer job_result() for the new attempt
-        queue.enqueue(task)
+        arguments = record.arguments or {}
+        task = task_class(tuple(arguments.get("args", ())), dict(arguments.get("kwargs", {})), id=job_id)
+        with _broker():  # inside the transaction: a broker that refuses leaves the record as it was
+            queue.restore_by_id(job_id)  # lift a cancellation
+            queue.delete(job_id)  # the old failure must not answer job_result() for the new attempt
+            queue.enqueue(task)
     return get_job(job_id)
 
 
@@ -217,7 +218,7 @@ def cancel_job(job_id: str) -> dict[str, Any]:
     stops before its next batch); one that never reports runs to its end.
     """
     validate_job_id(job_id)
-    with _registry():
+    with _registry(), write_transaction():  # BEGIN IMMEDIATE on SQLite: this reads, then writes
         record = registry_queries.get_record(job_id)
         queue = queue_named(record.queue)
         now = registry_queries.utcnow()

@@ -12,7 +12,6 @@ import functools
 import inspect
 import logging
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -24,14 +23,17 @@ from huey import signals as S
 from huey.api import PeriodicTask, Task, TaskWrapper
 from huey.consumer import Consumer
 from huey.serializer import SignedSerializer
-from huey.storage import BaseStorage
 from huey.utils import Error
 
 from meingym_tasks.clock import utcnow
 from meingym_tasks.exceptions import PermanentJobError
 from meingym_tasks.queue.brokers import PostgresBroker, RedisBroker, SqliteBroker, broker_errors
+from meingym_tasks.queue.brokers.base import Broker
 from meingym_tasks.queue.context import current_task
+from meingym_tasks.queue.health import BrokerHealth
 from meingym_tasks.queue.keys import queue_secret
+from meingym_tasks.queue.observer import NullObserver, QueueObserver
+from meingym_tasks.queue.reliable import Lease, ReliableConsumer
 from meingym_tasks.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -94,27 +96,17 @@ class MeinGymHuey(Huey):
 
     def __init__(self, name: str) -> None:
         self._settings: Settings | None = None
-        self._storage: BaseStorage | None = None
+        self._storage: Broker | None = None
         self._serializer: SignedSerializer | None = None
         super().__init__(name, results=True, store_none=False, utc=True, store_intermediate_errors=False)
         self._serializer = None  # huey made a plain one; ours is signed and made lazily
-        self.consumer_class: type[Consumer] = Consumer
-        self._exit_hooks: list[Callable[[], None]] = []
-        self._dead_letter_hooks: list[Callable[[bytes, str], None]] = []
-        self._configure_hooks: list[Callable[[], None]] = []
-        self._enqueue_failed_hooks: list[Callable[[Task], None]] = []
-        self._broker_down_since: float | None = None
-        self._outage_delay = 0.0
-        self._interrupted: set[str] = set()
-        #: Set when the consumer begins to stop: a message taken after that goes straight back.
-        self.stopping = False
-        #: Where acknowledgements go; a consumer with a registry acks only once the job's outcome is written.
-        self.acknowledge: Callable[[bytes], None] = self._ack
-        #: Messages taken and not yet acknowledged by this process (see RegistryConsumer's orphan check).
-        self.held: set[bytes] = set()
+        #: Who keeps the record of this queue's jobs (the registry, see :meth:`observe`).
+        self.observer: QueueObserver = NullObserver()
+        #: This process's messages in flight (reliable fetch).
+        self.lease = Lease(self)
+        self.health = BrokerHealth(name)
         #: Per worker thread: the job being executed, and its revoke flag's delete waiting for the result.
         self._executing = threading.local()
-        self.signal(S.SIGNAL_INTERRUPTED)(self._remember_interrupted)
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -126,20 +118,19 @@ class MeinGymHuey(Huey):
 
     def configure(self, settings: Settings | None) -> None:
         """Use ``settings`` from now on (None: read the environment again on next use)."""
-        for hook in self._configure_hooks:
-            hook()
+        self.observer.reconfiguring()
+        self.lease.reset()
         self.close()
         self._settings = settings
         self._serializer = None
 
+    def observe(self, observer: QueueObserver) -> None:
+        """Tell ``observer`` what happens to this queue's jobs beyond huey's signals (see observer.py)."""
+        self.observer = observer
+
     def close(self) -> None:
         if self._storage is not None:
-            close = getattr(self._storage, "close", None)
-            if close is not None:
-                close()
-            pool = getattr(self._storage, "pool", None)
-            if pool is not None:
-                pool.disconnect()
+            self._storage.close()
         self._storage = None
 
     def task_class(self, name: str) -> type[Task]:
@@ -149,74 +140,58 @@ class MeinGymHuey(Huey):
                 return task_class  # type: ignore[no-any-return]
         raise KeyError(name)
 
-    # -- reliable consumption ------------------------------------------------------------------------
-
-    def on_configure(self, hook: Callable[[], None]) -> Callable[[], None]:
-        """Call ``hook`` before the queue switches to other settings (to finish work under the old ones)."""
-        self._configure_hooks.append(hook)
-        return hook
-
-    def on_enqueue_failed(self, hook: Callable[[Task], None]) -> Callable[[Task], None]:
-        """Call ``hook(task)`` when the broker refused a message (after huey's enqueued signal)."""
-        self._enqueue_failed_hooks.append(hook)
-        return hook
+    # -- reliable consumption -------------------------------------------------------------------------
 
     def enqueue(self, task: Any) -> Any:
+        # huey emits "enqueued" before the broker has the message; tell the observer when it refused it.
         try:
             return super().enqueue(task)
         except Exception:
             if isinstance(task, Task):
-                for hook in self._enqueue_failed_hooks:
-                    hook(task)
+                self.observer.enqueue_failed(task)
             raise
-
-    def on_dead_letter(self, hook: Callable[[bytes, str], None]) -> Callable[[bytes, str], None]:
-        """Call ``hook(message, reason)`` for every message that cannot run (bad signature, unknown task...)."""
-        self._dead_letter_hooks.append(hook)
-        return hook
 
     def dead_letter(self, data: bytes, reason: str) -> None:
         logger.error("%s: dead-lettered a message: %s", self.name, reason)
-        for hook in self._dead_letter_hooks:
-            try:
-                hook(data, reason)
-            except Exception:
-                logger.exception("%s: dead-letter hook failed", self.name)
+        try:
+            self.observer.dead_lettered(data, reason)
+        except Exception:
+            logger.exception("%s: could not keep a dead letter", self.name)
 
     def dequeue(self) -> Task | None:
         """Take the next message; a message that cannot run is dead-lettered, never executed.
 
-        While the broker is unreachable this logs one line per outage and backs
-        off (up to 5 s) instead of letting huey log a traceback per poll.
+        Replaces huey's dequeue, which deserializes whatever it reads (a message
+        with a bad signature or unknown task raises in the worker loop and is
+        lost) and logs a traceback per poll while the broker is away.
         """
         try:
             data = self.storage.dequeue()
         except broker_errors() as exc:
-            self.report_broker_error(exc)
+            self.health.report_error(exc)
             return None
-        self.report_broker_ok()
-        if data is None:
+        self.health.report_ok()
+        if data is None or not self.lease.taken(data):
             return None
-        self.held.add(data)
-        if self.stopping:  # taken by a dequeue that was already waiting when the stop began
-            requeue = getattr(self.storage, "requeue", None)
-            if requeue is not None:
-                requeue(data)
-                self.held.discard(data)
-                return None
         try:
             task = self.deserialize_task(data)
             check_arguments(task)
         except Exception as exc:
             self.dead_letter(data, f"{type(exc).__name__}: {exc}")
-            self._ack(data)
-            self.held.discard(data)
+            self.lease.rejected(data)
             return None
-        task.lease = data  # type: ignore[attr-defined]
+        self._executing.message = data  # huey's worker executes what it dequeued, in the same thread
         return task
 
     def execute(self, task: Task, timestamp: datetime | None = None) -> Any:
-        lease = getattr(task, "lease", None)
+        """huey's execute, then the message is acknowledged as the lease's policy says.
+
+        After huey's execute, not in a post_execute hook: huey stores the result,
+        schedules the retry and enqueues what follows (chords, pipelines) after
+        its hooks ran, and the message must stay in flight until all of that is done.
+        """
+        data: bytes | None = getattr(self._executing, "message", None)
+        self._executing.message = None
         self._executing.task = task
         try:
             try:
@@ -224,20 +199,19 @@ class MeinGymHuey(Huey):
             finally:
                 self._executing.task = None
                 self._delete_revoke_flag()
-        except broker_errors() as exc:
+        except Exception as exc:
             # huey failed around the job (the broker went away while it stored the outcome). The
-            # message stays in our in-flight list, released for the orphan check to put it back
+            # message stays in our in-flight place, released for the orphan check to put it back
             # once the broker is up: the job runs again.
-            self.report_broker_error(exc, sleep=False)
-            if lease is not None:
-                self.held.discard(lease)
-            return None
-        else:
-            if lease is not None and task.id not in self._interrupted:
-                self.acknowledge(lease)  # ended one way or another: complete, failed, retried, revoked, scheduled
-            return value
-        finally:
-            self._interrupted.discard(task.id)
+            if data is not None:
+                self.lease.lost(data)
+            if isinstance(exc, broker_errors()):
+                self.health.report_error(exc, sleep=False)
+                return None
+            raise
+        if data is not None:
+            self.lease.finished(data, task)  # complete, failed, retried, revoked or scheduled again
+        return value
 
     def delete(self, key: str) -> Any:
         """Delete ``key``; the executing job's revoke flag waits to travel with its result.
@@ -261,86 +235,42 @@ class MeinGymHuey(Huey):
             try:
                 self.storage.delete_data(flag)
             except broker_errors() as exc:  # the job has ended all the same: do not run it again for this
-                self.report_broker_error(exc, sleep=False)
-
-    def _ack(self, data: bytes) -> None:
-        try:
-            self.storage.ack([data])
-        except broker_errors():
-            logger.exception("%s: could not acknowledge a finished job; it may run again", self.name)
-        finally:
-            self.held.discard(data)
-
-    def _remember_interrupted(self, signal: str, task: Task, *args: Any) -> None:
-        self._interrupted.add(task.id)  # stays in flight: requeued at exit or by a reaper
+                self.health.report_error(exc, sleep=False)
 
     def read_schedule(self, timestamp: datetime | None = None) -> list[Task]:
         """Move due scheduled jobs onto the queue in one broker step (none lost to a crash in between).
 
-        Returns nothing for huey's scheduler to enqueue: the broker already did.
+        Replaces huey's read-then-enqueue, which loses the due jobs it read if
+        the scheduler dies in between. Returns nothing for huey's scheduler to
+        enqueue: the broker already did.
         """
         timestamp = timestamp or self._get_timestamp()
-        move = getattr(self.storage, "move_due_to_queue", None)
         try:
-            if move is None:
-                return super().read_schedule(timestamp)  # type: ignore[no-any-return]
-            moved = move(timestamp)
+            moved = self.storage.move_due_to_queue(timestamp)
         except broker_errors() as exc:
-            self.report_broker_error(exc, sleep=False)
+            self.health.report_error(exc, sleep=False)
             return []
         for task in self._deserialize_all(moved):
             self._emit(S.SIGNAL_ENQUEUED, task)
         return []
 
-    def report_broker_error(self, exc: BaseException, sleep: bool = True) -> None:
-        """Log the first broker error of an outage (one line), and back off when ``sleep``."""
-        if self._broker_down_since is None:
-            self._broker_down_since = time.monotonic()
-            logger.error("%s: broker unavailable (%s); retrying with backoff", self.name, exc)
-        if sleep:
-            self._outage_delay = min(max(self._outage_delay * 2, 0.1), 5.0)
-            time.sleep(self._outage_delay)
-
-    def report_broker_ok(self) -> None:
-        if self._broker_down_since is not None:
-            logger.warning(
-                "%s: broker available again after %.1f s", self.name, time.monotonic() - self._broker_down_since
-            )
-            self._broker_down_since = None
-            self._outage_delay = 0.0
-
-    # -- consumer ------------------------------------------------------------------------------------
-
     def create_consumer(self, **options: Any) -> Consumer:
-        return self.consumer_class(self, **options)
-
-    def on_consumer_exit(self, hook: Callable[[], None]) -> Callable[[], None]:
-        """Run ``hook`` when a consumer of this queue stops (after interrupted jobs were reported)."""
-        self._exit_hooks.append(hook)
-        return hook
-
-    def notify_interrupted_tasks(self) -> None:
-        # The last thing huey's Consumer.run does before exiting or re-executing itself (SIGHUP).
-        super().notify_interrupted_tasks()
-        for hook in self._exit_hooks:
-            try:
-                hook()
-            except Exception:
-                logger.exception("%s: consumer exit hook %r failed", self.name, hook)
+        return ReliableConsumer(self, **options)
 
     # -- lazy storage and serializer -----------------------------------------------------------------
 
     def create_storage(self) -> None:  # type: ignore[override]
+        # Replaces huey's, which builds (and for Redis, connects) the storage in the constructor.
         return None  # built on first use, see the storage property
 
     @property
-    def storage(self) -> BaseStorage:
+    def storage(self) -> Broker:
         if self._storage is None:
             self._storage = Huey.create_storage(self)
         return self._storage
 
     @storage.setter
-    def storage(self, value: BaseStorage | None) -> None:
+    def storage(self, value: Broker | None) -> None:
         self._storage = value
 
     @property
@@ -355,7 +285,7 @@ class MeinGymHuey(Huey):
     def serializer(self, value: Any) -> None:
         self._serializer = value
 
-    def get_storage(self, **kwargs: Any) -> BaseStorage:
+    def get_storage(self, **kwargs: Any) -> Broker:
         settings = self.settings
         url = settings.broker_url
         if settings.broker == "redis":
@@ -381,13 +311,9 @@ class MeinGymHuey(Huey):
         settings = self.settings
         ttl = settings.failed_result_ttl if isinstance(data, Error) else settings.result_ttl
         value = self.serializer.serialize(data)
-        put_result = getattr(self.storage, "put_result", None)
-        if put_result is None:  # a plain huey storage (tests in immediate mode)
-            self._delete_revoke_flag()
-            return self.storage.put_data(key, value, is_result=True)
         flag = getattr(self._executing, "revoke_flag", None)
         self._executing.revoke_flag = None
-        return put_result(key, value, ttl, delete=flag)
+        return self.storage.put_result(key, value, ttl, delete=flag)
 
     def build_error_result(self, task: Task, exception: BaseException) -> dict[str, Any]:
         """The stored failure: a readable reason (``Kind: message``), the traceback, retryability."""

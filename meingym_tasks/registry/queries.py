@@ -18,7 +18,7 @@ from meingym_tasks.clock import utcnow
 from meingym_tasks.db.database import database
 from meingym_tasks.exceptions import InvalidJobRequest, UnknownJob
 from meingym_tasks.names import QUEUES
-from meingym_tasks.registry.consumer import HEARTBEAT_TIMEOUT
+from meingym_tasks.queue.reliable import ALIVE_INTERVAL
 from meingym_tasks.registry.models import (
     COMPLETE,
     EXPIRED,
@@ -37,6 +37,9 @@ from meingym_tasks.registry.models import (
 from meingym_tasks.settings import Settings
 
 MAX_PAGE = 500
+
+#: A consumer whose last registry heartbeat is older than this is not alive.
+ALIVE_TIMEOUT = 3 * ALIVE_INTERVAL
 
 
 def iso(value: datetime | None) -> str | None:
@@ -197,7 +200,7 @@ def compact_counts() -> int:
 def consumers_alive(now: datetime | None = None) -> list[dict[str, Any]]:
     """Consumers whose last heartbeat is recent, per queue."""
     now = now or utcnow()
-    since = now - timedelta(seconds=HEARTBEAT_TIMEOUT)
+    since = now - timedelta(seconds=ALIVE_TIMEOUT)
     rows = ConsumerRecord.select().where(ConsumerRecord.last_seen_at >= since).order_by(ConsumerRecord.queue)
     return [
         {

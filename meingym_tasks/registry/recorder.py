@@ -26,7 +26,9 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,9 +38,10 @@ from huey.api import PeriodicTask, Task
 
 from meingym_tasks.clock import utcnow
 from meingym_tasks.db.database import database, init_database
+from meingym_tasks.db.fields import write_transaction
 from meingym_tasks.exceptions import JobCancelled
 from meingym_tasks.queue.app import MeinGymHuey
-from meingym_tasks.queue.brokers import broker_errors
+from meingym_tasks.queue.observer import Acknowledge, AckPolicy, ConsumerInfo
 from meingym_tasks.registry import rows
 from meingym_tasks.registry.models import (
     EXPIRED,
@@ -49,6 +52,7 @@ from meingym_tasks.registry.models import (
     REVOKED,
     RUNNING,
     SCHEDULED,
+    ConsumerRecord,
     DeadLetter,
     JobAttempt,
     JobRecord,
@@ -75,6 +79,11 @@ def consumer_name() -> str:
     return _consumer_name[1]
 
 
+def consumer_row_id(consumer: ConsumerInfo) -> str:
+    """The consumer's key in ``job_consumer``: ``host:pid:queue`` (a restarted process replaces its row)."""
+    return f"{consumer.host}:{consumer.pid}:{consumer.queue}"
+
+
 def to_json(value: Any) -> Any:
     """``value`` as plain JSON data (unknown types as text), or a note when it is too large."""
     text = json.dumps(value, default=str)
@@ -94,24 +103,117 @@ def defer_completion(task: Task) -> None:
     task.completes_later = True  # type: ignore[attr-defined]
 
 
+_write_now: ContextVar[bool] = ContextVar("meingym_registry_write_now", default=False)
+
+
+@contextmanager
+def records_written_now() -> Iterator[None]:
+    """Write the records of jobs enqueued in this block at once, in the caller's transaction.
+
+    For the web API: an accepted job's record commits with the request's
+    transaction (all or nothing), where other producers batch theirs.
+    """
+    token = _write_now.set(True)
+    try:
+        yield
+    finally:
+        _write_now.reset(token)
+
+
+class AckAfterWrite:
+    """The registry's acknowledgement policy: a message leaves the broker once its outcome is written.
+
+    So a job leaves its consumer's in-flight place only when its outcome is in
+    the registry: a consumer killed in between runs it again, instead of
+    leaving a record that says "running" forever.
+    """
+
+    def __init__(self, recorder: Recorder, acknowledge: Acknowledge) -> None:
+        self.recorder = recorder
+        self.acknowledge = acknowledge
+
+    def finished(self, message: bytes) -> None:
+        self.recorder.acknowledge_after_write(message, self.acknowledge)
+
+
 class Recorder:
-    """Writes the registry for one queue."""
+    """Writes the registry for one queue: huey's signals, and the queue core's :class:`QueueObserver` events."""
 
     def __init__(self, queue: MeinGymHuey) -> None:
         self.queue = queue
         self.buffered = False
         self._buffer: list[tuple[str | None, Write]] = []
-        #: The web app writes each enqueue in the request's own transaction (all or nothing).
-        self.write_enqueues_now = False
         self._consumer = False
         self._acks: list[bytes] = []
+        self._acknowledge: Acknowledge | None = None
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
 
-    # -- wiring ------------------------------------------------------------------------------------
+    # -- the queue core's events (QueueObserver) ---------------------------------------------------
+
+    def ack_policy(self, acknowledge: Acknowledge) -> AckPolicy:
+        return AckAfterWrite(self, acknowledge)
+
+    def enqueue_failed(self, task: Task) -> None:
+        """Forget the buffered record of an enqueue the broker refused (nothing half-written)."""
+        with self._lock:
+            self._buffer = [(job_id, write) for job_id, write in self._buffer if job_id != task.id]
+
+    def consumer_started(self, consumer: ConsumerInfo) -> None:
+        self.start_buffering(consumer=True)
+
+    def consumer_alive(self, consumer: ConsumerInfo) -> None:
+        """The consumer's row for ``meingym-tasks queues``, renewed every few seconds."""
+        try:
+            init_database(self.queue.settings)
+            row = {
+                "consumer_id": consumer_row_id(consumer),
+                "queue": consumer.queue,
+                "host": consumer.host,
+                "pid": consumer.pid,
+                "workers": consumer.workers,
+                "worker_type": consumer.worker_type,
+                "started_at": consumer.started_at,
+                "last_seen_at": utcnow(),
+            }
+            (
+                ConsumerRecord.insert(row)
+                .on_conflict(conflict_target=[ConsumerRecord.consumer_id], update={"last_seen_at": row["last_seen_at"]})
+                .execute()
+            )
+        except Exception:
+            logger.exception("registry: heartbeat of %s failed", consumer.consumer_id)
+
+    def consumer_stopped(self, consumer: ConsumerInfo) -> None:
+        """Write out what is buffered (the interrupted jobs among it) and drop the consumer's row."""
+        self.stop_buffering()
+        try:
+            ConsumerRecord.delete().where(ConsumerRecord.consumer_id == consumer_row_id(consumer)).execute()
+        except Exception:
+            logger.exception("registry: could not remove consumer %s", consumer.consumer_id)
+
+    def reconfiguring(self) -> None:
+        self.forget_buffered()
+
+    def dead_lettered(self, message: bytes, reason: str) -> None:
+        self.record_dead_letter(message, reason)
+
+    def recovered(self, task: Task, dead_consumer: str) -> int | None:
+        """Count the recovery and say it on the record: the attempt on ``dead_consumer`` was interrupted."""
+        count = self.count_recovery(task.id)
+        self.record_now(S.SIGNAL_INTERRUPTED, task)
+        return count
+
+    def requeued(self, task: Task) -> None:
+        self.record_now(S.SIGNAL_ENQUEUED, task)
+
+    def given_up(self, task: Task, reason: str) -> None:
+        self.fail_now(task, reason)
+
+    # -- writes outside the buffer -----------------------------------------------------------------
 
     def record_dead_letter(self, data: bytes, reason: str) -> None:
         """Keep a message that cannot run in ``job_dead_letter`` (synchronously: it is rare)."""
@@ -133,7 +235,7 @@ class Recorder:
         try:
             self.flush()  # our own buffered writes first
             init_database(self.queue.settings)
-            with database.atomic():
+            with write_transaction():
                 JobRecord.update(recoveries=JobRecord.recoveries + 1).where(JobRecord.job_id == job_id).execute()
                 return JobRecord.select(JobRecord.recoveries).where(JobRecord.job_id == job_id).scalar()  # type: ignore[no-any-return]
         except Exception:
@@ -150,23 +252,20 @@ class Recorder:
             logger.exception("registry: could not fail %s", task.id)
 
     def attach(self) -> None:
-        self.queue.on_dead_letter(self.record_dead_letter)
-        self.queue.on_enqueue_failed(self.discard_enqueue)
-        self.queue.on_configure(self.forget_buffered)
+        self.queue.observe(self)
         self.queue.signal(
             S.SIGNAL_ENQUEUED, S.SIGNAL_SCHEDULED, S.SIGNAL_EXECUTING, S.SIGNAL_REVOKED, S.SIGNAL_EXPIRED,
             S.SIGNAL_INTERRUPTED,
         )(self.on_signal)  # fmt: skip
         self.queue.post_execute("meingym-registry")(self.on_executed)
 
-    def acknowledge_after_write(self, message: bytes) -> None:
-        """Acknowledge ``message`` to the broker once the transitions buffered so far are written.
-
-        So a job leaves its consumer's in-flight list only when its outcome is
-        in the registry: a consumer killed in between runs it again, instead of
-        leaving a record that says "running" forever.
-        """
+    def acknowledge_after_write(self, message: bytes, acknowledge: Acknowledge) -> None:
+        """Acknowledge ``message`` once the transitions buffered so far are written (see :class:`AckAfterWrite`)."""
+        if not self.buffered:  # unbuffered writes are synchronous: the outcome is written already
+            acknowledge([message])
+            return
         with self._lock:
+            self._acknowledge = acknowledge
             self._acks.append(message)
 
     def start_buffering(self, consumer: bool = True) -> None:
@@ -178,9 +277,7 @@ class Recorder:
             return
         self.buffered = True
         self._consumer = consumer
-        if consumer:
-            self.queue.acknowledge = self.acknowledge_after_write
-        else:
+        if not consumer:
             atexit.register(self.stop_buffering)  # a CLI run writes its records before it exits
         self._stop.clear()
         self._writer = threading.Thread(target=self._write_loop, name=f"registry-{self.queue.name}", daemon=True)
@@ -193,9 +290,7 @@ class Recorder:
             self._writer.join(timeout=10)
         self.flush()
         self.buffered = False
-        if self._consumer:
-            self.queue.acknowledge = self.queue._ack
-        else:
+        if not self._consumer:
             atexit.unregister(self.stop_buffering)
 
     # -- signals -----------------------------------------------------------------------------------
@@ -207,11 +302,12 @@ class Recorder:
             write = self._write_for(signal, task)
             if write is None:
                 return
-            if signal == S.SIGNAL_ENQUEUED and not self.buffered:
-                if self.write_enqueues_now or not self.queue.settings.registry_batching:
+            if signal == S.SIGNAL_ENQUEUED:
+                if _write_now.get() or (not self.buffered and not self.queue.settings.registry_batching):
                     self._apply([write])
                     return
-                self.start_buffering(consumer=False)  # a producer: one broker call per enqueue
+                if not self.buffered:
+                    self.start_buffering(consumer=False)  # a producer: one broker call per enqueue
             self._submit(write, task.id)
         except Exception:
             logger.exception("registry: could not record %s of %s", signal, task.id)
@@ -232,16 +328,9 @@ class Recorder:
             self._buffer, self._acks = [], []
         if dropped:
             logger.warning("registry: settings changed; dropped %d unwritten transition(s)", dropped)
-        if self.buffered and self._consumer:
-            self.queue.acknowledge = self.queue._ack
-        elif self.buffered:
+        if self.buffered and not self._consumer:
             atexit.unregister(self.stop_buffering)
         self.buffered = False
-
-    def discard_enqueue(self, task: Task) -> None:
-        """Forget the buffered record of an enqueue the broker refused (nothing half-written)."""
-        with self._lock:
-            self._buffer = [(job_id, write) for job_id, write in self._buffer if job_id != task.id]
 
     def record_now(self, signal: str, task: Task) -> None:
         """Write a transition at once, past the buffer.
@@ -391,7 +480,7 @@ class Recorder:
 
     def _apply(self, writes: list[Write]) -> None:
         init_database(self.queue.settings)
-        with database.atomic():
+        with write_transaction():
             for write in writes:
                 write()
 
@@ -399,7 +488,7 @@ class Recorder:
         """Write a batch in one transaction: row writes per kind, then the rest one by one."""
         groups, one_by_one = rows.plan(batch)
         init_database(self.queue.settings)
-        with database.atomic():
+        with write_transaction():
             for kind, params in groups.items():
                 rows.write_many(kind, params)
             for write in one_by_one:
@@ -428,15 +517,9 @@ class Recorder:
                 if not database.is_closed():
                     database.close()  # a broken connection is reopened on the next flush
                 return
-            if acks:
-                try:
-                    self.queue.storage.ack(acks)
-                except broker_errors() as exc:
-                    self.queue.report_broker_error(exc, sleep=False)  # one line per outage; acks wait
-                    with self._lock:
-                        self._acks[:0] = acks
-                else:
-                    self.queue.held.difference_update(acks)
+            if acks and self._acknowledge is not None and not self._acknowledge(acks):
+                with self._lock:  # the broker is away (logged once per outage): the acks wait
+                    self._acks[:0] = acks
 
     def _write_loop(self) -> None:
         while not self._stop.is_set():
@@ -464,7 +547,7 @@ def finish_record(job_id: str, state: str, result: Any = None, error: dict[str, 
     """End a record whose job completes in other jobs (see :func:`defer_completion`), synchronously."""
     flush_all()  # the record's own buffered transitions (it may not even exist yet) land first
     now = utcnow()
-    with database.atomic():
+    with write_transaction():
         if error is not None:
             attempt = JobRecord.select(JobRecord.attempts).where(JobRecord.job_id == job_id)
             JobAttempt.insert(

@@ -20,10 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from meingym_tasks import jobs
 from meingym_tasks.db.database import commit_without_waiting_for_disk, database
+from meingym_tasks.db.fields import write_transaction
 from meingym_tasks.exceptions import InvalidJobRequest, JobStateConflict, UnknownJob
 from meingym_tasks.names import JOBS, QUEUES, UPDATE_ALL_ACTIONS, USER_JOBS
 from meingym_tasks.queue.queues import ALL_QUEUES
 from meingym_tasks.registry import queries as registry_queries
+from meingym_tasks.registry import records_written_now
 from meingym_tasks.registry.models import FAILED, STATES
 from meingym_tasks.web import queries
 from meingym_tasks.web.context import WebContext, web_context
@@ -252,7 +254,8 @@ def trigger(
         raise field_error(["delay", "eta"], "give delay or eta, not both")
     with context.connection():
         try:
-            with database.atomic():
+            # The accepted job's record is written in this transaction: a 202 means both exist.
+            with write_transaction(), records_written_now():
                 commit_without_waiting_for_disk()  # the broker holds the job; its consumer rewrites a lost record
                 queued = jobs.trigger(action, user_id=user_id, delay=delay, eta=eta)
         except InvalidJobRequest as exc:
@@ -345,8 +348,7 @@ def retry_all_failed(context: WebContext, queue: str) -> dict[str, Any]:
         more = len(ids) > RETRY_FAILED_BATCH
         for job_id in ids[:RETRY_FAILED_BATCH]:
             try:
-                with database.atomic():
-                    jobs.retry_job(job_id)
+                jobs.retry_job(job_id)
                 retried.append(job_id)
             except (JobStateConflict, UnknownJob) as exc:  # changed meanwhile: say so, go on
                 skipped.append({"job_id": job_id, "message": str(exc)})
@@ -382,7 +384,7 @@ def retry_job(request: Request, job_id: JobId) -> dict[str, Any]:
 
 
 def retry_one(context: WebContext, job_id: str) -> dict[str, Any]:
-    with context.connection(), database.atomic():
+    with context.connection():
         return jobs.retry_job(_job_id(job_id))
 
 
@@ -394,7 +396,7 @@ def cancel_job(request: Request, job_id: JobId) -> dict[str, Any]:
 
 
 def cancel_one(context: WebContext, job_id: str) -> dict[str, Any]:
-    with context.connection(), database.atomic():
+    with context.connection():
         return jobs.cancel_job(_job_id(job_id))
 
 

@@ -15,7 +15,6 @@ from fastapi.staticfiles import StaticFiles
 from meingym_tasks import __version__
 from meingym_tasks.db.database import init_database
 from meingym_tasks.queue import queues
-from meingym_tasks.registry import recorder_for
 from meingym_tasks.settings import Settings
 from meingym_tasks.web import api, dashboard, docs
 from meingym_tasks.web.auth import Authenticator, AuthMiddleware, admin_token
@@ -46,9 +45,6 @@ def create_app(settings: Settings | None = None, web_settings: WebSettings | Non
     web_settings = web_settings or WebSettings.from_env()
     queues.configure(settings)
     init_database(settings, pooled=True)
-    for queue in queues.ALL_QUEUES.values():
-        # An accepted job's record is written in the request's transaction: a 202 means both exist.
-        recorder_for(queue).write_enqueues_now = True
     token, source = admin_token(settings, web_settings)
     authenticator = Authenticator(token, web_settings.session_ttl)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import peewee
+
 
 class MeinGymTasksError(Exception):
     """Base class for errors raised by meingym-tasks."""
@@ -13,6 +15,18 @@ class ConfigurationError(MeinGymTasksError):
 
 class InvalidJobRequest(MeinGymTasksError, ValueError):
     """A job was asked for with arguments that can never work; nothing was enqueued."""
+
+
+class InvalidJobArguments(InvalidJobRequest):
+    """Arguments (or a delay or ETA) that the job's declaration does not allow; nothing was enqueued.
+
+    ``errors`` names each field at fault: ``[{"field", "message", "type"}]``,
+    the shape of the API's 422 answers.
+    """
+
+    def __init__(self, message: str, errors: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.errors = errors
 
 
 class PermanentJobError(MeinGymTasksError):
@@ -49,3 +63,14 @@ class JobCancelled(PermanentJobError):
 
 class JobStateConflict(MeinGymTasksError):
     """The job is in a state that does not allow the requested change (retry, cancel)."""
+
+
+def is_permanent(error: BaseException) -> bool:
+    """True for errors a retry cannot fix: the job fails at once instead of being retried.
+
+    Ours (:class:`PermanentJobError`: unknown user, invalid data, cancelled) and
+    the database refusing the data itself (``peewee.DataError``: invalid input
+    syntax, a NUL character in text, a number out of range). Integrity errors
+    are retried: a unique key two jobs raced for is free again on the next try.
+    """
+    return isinstance(error, PermanentJobError | peewee.DataError)

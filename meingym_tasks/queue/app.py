@@ -26,7 +26,7 @@ from huey.serializer import SignedSerializer
 from huey.utils import Error
 
 from meingym_tasks.clock import utcnow
-from meingym_tasks.exceptions import PermanentJobError
+from meingym_tasks.exceptions import is_permanent
 from meingym_tasks.queue.brokers import PostgresBroker, RedisBroker, SqliteBroker, broker_errors
 from meingym_tasks.queue.brokers.base import Broker
 from meingym_tasks.queue.context import current_task
@@ -320,7 +320,7 @@ class MeinGymHuey(Huey):
         text = str(exception)
         return {
             "error": f"{type(exception).__name__}: {text}" if text else type(exception).__name__,
-            "retryable": not isinstance(exception, PermanentJobError),
+            "retryable": not is_permanent(exception),
             "retries": task.retries,
             "traceback": "".join(traceback.format_exception(exception)),
             "task_id": task.id,
@@ -334,6 +334,7 @@ class MeinGymHuey(Huey):
         *,
         retry: bool = True,
         due: Callable[[datetime], bool] | None = None,
+        wrapper: Callable[..., TaskWrapper] = TaskWrapper,
     ) -> Callable[[F], TaskWrapper]:
         """Declare the function as job ``name`` on this queue, with the default job options.
 
@@ -341,6 +342,8 @@ class MeinGymHuey(Huey):
         any other exception is retried with backoff. ``due`` makes it a periodic
         job: the scheduler asks it every minute with the current UTC time.
         The function receives ``task=`` (huey's Task) when it declares that parameter.
+        ``wrapper`` builds the task function (a TaskWrapper subclass: the jobs'
+        declarations check arguments there, see ``meingym_tasks.jobs.declare``).
         """
 
         def decorator(fn: F) -> TaskWrapper:
@@ -351,8 +354,8 @@ class MeinGymHuey(Huey):
                 token = current_task.set(task)
                 try:
                     return fn(*args, task=task, **kwargs) if wants_task else fn(*args, **kwargs)
-                except PermanentJobError:
-                    if task is not None:  # None when called in-process with call_local()
+                except Exception as exc:
+                    if task is not None and is_permanent(exc):  # task is None when called with call_local()
                         task.retries = 0  # huey treats a task with no retries left as finally failed
                     raise
                 finally:
@@ -371,6 +374,6 @@ class MeinGymHuey(Huey):
             if due is not None:
                 base = PeriodicJobTask
                 attrs["validate_datetime"] = lambda _task, timestamp: due(timestamp)
-            return TaskWrapper(self, run, context=True, name=name, task_base=base, **attrs)
+            return wrapper(self, run, context=True, name=name, task_base=base, **attrs)
 
         return decorator

@@ -88,11 +88,10 @@ def trigger(
     if delay is not None and eta is not None:
         raise usage_error("give --delay or --eta, not both")
     app.bind()
-    from meingym_tasks.jobs import trigger as trigger_job
-    from meingym_tasks.jobs import wait_for_result
+    from meingym_tasks.jobs import enqueue, wait_for_result
 
     try:
-        queued = trigger_job(job, user_id=user_id, delay=delay, eta=eta)
+        queued = enqueue(job, delay=delay, eta=eta, **({} if user_id is None else {"user_id": user_id}))
     except InvalidJobRequest as exc:
         raise usage_error(str(exc)) from None
     except BrokerUnavailable as exc:
@@ -238,7 +237,12 @@ def demo(app: AppContext, users: int, actions: int, timeout: float) -> None:
     from meingym_tasks.db.migrate import migrate as apply
     from meingym_tasks.domain.models import User
     from meingym_tasks.domain.seed import seed_demo_data
-    from meingym_tasks.jobs import schedule_user_processing, schedule_welcome_email, trigger, wait_for_result
+    from meingym_tasks.jobs import (
+        schedule_actions_update,
+        schedule_user_processing,
+        schedule_welcome_email,
+        wait_for_result,
+    )
 
     settings = app.bind()
     click.echo(f"data directory: {settings.data_dir.resolve()}  broker: {settings.broker}")
@@ -253,7 +257,7 @@ def demo(app: AppContext, users: int, actions: int, timeout: float) -> None:
     failed = False
     try:
         steps = [  # one after another: the user's stats read the scores the update writes
-            (UPDATE_ALL_ACTIONS, lambda: trigger(UPDATE_ALL_ACTIONS)),
+            (UPDATE_ALL_ACTIONS, schedule_actions_update),
             ("process-user-data", lambda: schedule_user_processing(first_user.id)),
             ("send-welcome-email", lambda: schedule_welcome_email(first_user.id)),
         ]

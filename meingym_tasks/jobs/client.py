@@ -9,7 +9,7 @@ returns ``{"job_id": ...}``. An unreachable broker raises
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from huey.constants import EmptyData
@@ -18,8 +18,8 @@ from huey.utils import Error
 from meingym_tasks.db.database import init_database
 from meingym_tasks.db.fields import write_transaction
 from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobRequest, JobStateConflict
-from meingym_tasks.jobs.tasks import process_user_data, send_welcome_email, trigger_update_all_actions
-from meingym_tasks.names import JOBS, PROCESS_USER_DATA, SEND_WELCOME_EMAIL, UPDATE_ALL_ACTIONS, USER_JOBS
+from meingym_tasks.jobs.declare import ExistingRun, Job, job_named
+from meingym_tasks.names import PROCESS_USER_DATA, SEND_WELCOME_EMAIL, UPDATE_ALL_ACTIONS
 from meingym_tasks.queue import single_flight
 from meingym_tasks.queue.brokers import broker_errors
 from meingym_tasks.queue.queues import ALL_QUEUES, actions_queue, queue_named
@@ -40,9 +40,35 @@ from meingym_tasks.registry.models import (
 )
 from meingym_tasks.registry.recorder import flush_all
 
-#: An ETA further in the past than this is a mistake (wrong year, wrong zone), not "run now".
-PAST_ETA_TOLERANCE = timedelta(hours=1)
-MAX_USER_ID = 2**63 - 1
+
+def enqueue(name: str, /, *, delay: Any = None, eta: datetime | None = None, **arguments: Any) -> dict[str, Any]:
+    """Enqueue job ``name`` with ``arguments`` (by parameter name), now, after ``delay`` seconds or at ``eta``.
+
+    The arguments, delay and ETA are checked against the job's declaration
+    first (:class:`InvalidJobArguments` names each field at fault). Returns
+    ``{"job_id", "state"}``; a single-flight job's answer also says whether it
+    ``deduplicated`` (a run was already queued or running: its id is returned).
+    """
+    job = job_named(name)
+    args, kwargs = job.spec.call(arguments)
+    with _broker():  # a refused enqueue leaves no record (see Recorder.discard_enqueue)
+        if delay is None and eta is None:
+            queued = job(*args, **kwargs)
+        else:
+            queued = job.schedule(args=args, kwargs=kwargs, delay=delay, eta=eta)
+    return answer(job, queued)
+
+
+def answer(job: Job, queued: Any) -> dict[str, Any]:
+    """What the helpers return for huey's Result of an enqueue."""
+    if isinstance(queued, ExistingRun):
+        return {"job_id": queued.id, "deduplicated": True}
+    eta = queued.task.eta
+    state = SCHEDULED if eta is not None and eta > registry_queries.utcnow() else QUEUED  # the recorder's rule
+    result: dict[str, Any] = {"job_id": queued.id, "state": state}
+    if job.spec.single_flight:
+        result["deduplicated"] = False
+    return result
 
 
 def schedule_actions_update(delay: float | None = None, eta: datetime | None = None) -> dict[str, Any]:
@@ -50,35 +76,17 @@ def schedule_actions_update(delay: float | None = None, eta: datetime | None = N
 
     Returns ``{"job_id": ..., "deduplicated": bool}``, with the new job's ``state`` unless deduplicated.
     """
-    when = _when(delay, eta)
-    with _broker():  # a refused enqueue leaves no record (see Recorder.discard_enqueue)
-        queued = trigger_update_all_actions(eta=when)
-    return queued if queued["deduplicated"] else {**queued, "state": _state_at_enqueue(when)}
+    return enqueue(UPDATE_ALL_ACTIONS, delay=delay, eta=eta)
 
 
 def schedule_user_processing(user_id: int, delay: float | None = None, eta: datetime | None = None) -> dict[str, Any]:
     """Recompute one user's aggregates (``process-user-data``); ``{"job_id": ..., "state": "queued"}``."""
-    return _enqueue_user_job(PROCESS_USER_DATA, user_id, delay, eta)
+    return enqueue(PROCESS_USER_DATA, user_id=user_id, delay=delay, eta=eta)
 
 
 def schedule_welcome_email(user_id: int, delay: float | None = None, eta: datetime | None = None) -> dict[str, Any]:
     """Send the welcome email to one user (``send-welcome-email``)."""
-    return _enqueue_user_job(SEND_WELCOME_EMAIL, user_id, delay, eta)
-
-
-def trigger(
-    job: str, user_id: int | None = None, delay: float | None = None, eta: datetime | None = None
-) -> dict[str, Any]:
-    """Schedule a job by its public name (what the CLI and the API call)."""
-    if job not in JOBS:
-        raise InvalidJobRequest(f"unknown job {job!r}; allowed: {', '.join(JOBS)}")
-    if job == UPDATE_ALL_ACTIONS:
-        if user_id is not None:
-            raise InvalidJobRequest(f"{UPDATE_ALL_ACTIONS} takes no user id")
-        return schedule_actions_update(delay=delay, eta=eta)
-    if user_id is None:
-        raise InvalidJobRequest(f"{job} needs a user id (a whole number from 1 to {MAX_USER_ID})")
-    return _enqueue_user_job(job, user_id, delay, eta)
+    return enqueue(SEND_WELCOME_EMAIL, user_id=user_id, delay=delay, eta=eta)
 
 
 def job_result(job_id: str) -> dict[str, Any]:
@@ -169,6 +177,13 @@ def queue_overview() -> dict[str, dict[str, Any]]:
                 "consumers": [c for c in consumers if c["queue"] == name],
             }
     return overview
+
+
+def consumers_alive(queue: str | None = None) -> list[dict[str, Any]]:
+    """The consumers with a recent heartbeat, of ``queue`` or of every queue."""
+    with _registry():
+        consumers = registry_queries.consumers_alive()
+    return [c for c in consumers if queue is None or c["queue"] == queue]
 
 
 def retry_job(job_id: str) -> dict[str, Any]:
@@ -282,63 +297,6 @@ def validate_job_id(job_id: str) -> str:
     except ValueError:
         raise InvalidJobRequest(f"job id {job_id!r} is not a job id; expected a UUID like 3f2b8c1e-...-9a7d") from None
     return str(job_id)
-
-
-def validate_user_id(user_id: object) -> int:
-    if isinstance(user_id, bool) or not isinstance(user_id, int):
-        raise InvalidJobRequest(f"user id {user_id!r} is not allowed; expected a whole number from 1 to {MAX_USER_ID}")
-    if not 1 <= user_id <= MAX_USER_ID:
-        raise InvalidJobRequest(f"user id {user_id} is not allowed; expected a whole number from 1 to {MAX_USER_ID}")
-    return user_id
-
-
-def _when(delay: float | None, eta: datetime | None) -> datetime | None:
-    """Check a delay or an ETA and return the ETA (aware); a naive ETA is read in the gym's zone.
-
-    A delay becomes an ETA here, on the same clock as the consumer's
-    (huey would read a clock bound at import time).
-    """
-    settings = actions_queue.settings
-    limit = settings.max_schedule_ahead
-    if delay is not None and eta is not None:
-        raise InvalidJobRequest("give a delay or an ETA, not both")
-    if delay is not None:
-        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay != delay:
-            raise InvalidJobRequest(f"delay {delay!r} is not allowed; expected seconds from 0 to {limit}")
-        if not 0 <= delay <= limit:
-            raise InvalidJobRequest(f"delay {delay} is not allowed; expected seconds from 0 to {limit}")
-        return datetime.now(UTC) + timedelta(seconds=float(delay))
-    if eta is not None:
-        if not isinstance(eta, datetime):
-            raise InvalidJobRequest(f"ETA {eta!r} is not allowed; expected a date and time")
-        aware = eta if eta.utcoffset() is not None else eta.replace(tzinfo=settings.zone)
-        now = datetime.now(UTC)
-        if aware < now - PAST_ETA_TOLERANCE:
-            raise InvalidJobRequest(
-                f"ETA {aware.isoformat()} is more than an hour in the past; expected a time from now "
-                f"to {limit} seconds ahead"
-            )
-        if aware > now + timedelta(seconds=limit):
-            raise InvalidJobRequest(
-                f"ETA {aware.isoformat()} is too far ahead; expected at most {limit} seconds from now"
-            )
-        return aware
-    return None
-
-
-def _enqueue_user_job(job: str, user_id: int, delay: float | None, eta: datetime | None) -> dict[str, Any]:
-    assert job in USER_JOBS
-    user_id = validate_user_id(user_id)
-    when = _when(delay, eta)
-    task = process_user_data if job == PROCESS_USER_DATA else send_welcome_email
-    with _broker():  # a refused enqueue leaves no record (see Recorder.discard_enqueue)
-        result = task(user_id) if when is None else task.schedule(args=(user_id,), eta=when)
-    return {"job_id": result.id, "state": _state_at_enqueue(when)}
-
-
-def _state_at_enqueue(when: datetime | None) -> str:
-    """The state a fresh record starts in (the recorder's rule), so callers need not read it back."""
-    return SCHEDULED if when is not None and when > datetime.now(UTC) else QUEUED
 
 
 class _registry:

@@ -1,8 +1,10 @@
 """The jobs themselves: thin wrappers that load, call the domain, write.
 
-Each job runs inside a database connection of its own (bound from its queue's
-settings), so a consumer recovers from a dropped PostgreSQL connection at the
-next job. Importing this module registers every task on its queue, and
+Each job is declared here, once (:func:`meingym_tasks.jobs.declare.job`): name,
+queue, parameters with their bounds, single-flight, public. Each runs inside a
+database connection of its own (bound from its queue's settings), so a
+consumer recovers from a dropped PostgreSQL connection at the next job.
+Importing this module registers every task on its queue, and
 :mod:`meingym_tasks.consumers` imports it for ``huey_consumer``.
 """
 
@@ -15,11 +17,12 @@ import socket
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from huey import group
 from huey.api import Task
 from huey.utils import Error
+from pydantic import Field
 
 from meingym_tasks.clock import utcnow
 from meingym_tasks.db.database import database, init_database
@@ -28,6 +31,7 @@ from meingym_tasks.domain.mailer import deliver, welcome_message
 from meingym_tasks.domain.models import Action, SentEmail, User, write_transaction
 from meingym_tasks.domain.rescoring import action_id_bounds, rescore_actions
 from meingym_tasks.exceptions import JobCancelled, UnknownUser
+from meingym_tasks.jobs.declare import ExistingRun, job
 from meingym_tasks.jobs.progress import add_progress, cancel_requested, set_progress
 from meingym_tasks.names import (
     NIGHTLY_UPDATE,
@@ -55,6 +59,9 @@ install(users_queue)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: A user's id as the database stores it (a 64-bit primary key).
+UserId = Annotated[int, Field(ge=1, le=2**63 - 1, title="User ID", description="The user's id")]
+
 
 def with_database(queue: MeinGymHuey) -> Callable[[F], F]:
     """Run the job inside a connection to the database of ``queue``'s settings."""
@@ -79,11 +86,12 @@ def id_ranges(first: int, last: int, size: int) -> list[tuple[int, int]]:
     return [(start, min(start + size - 1, last)) for start in range(first, last + 1, size)]
 
 
-@actions_queue.job(UPDATE_ALL_ACTIONS)
+@job(actions_queue, UPDATE_ALL_ACTIONS, public=True, single_flight=True)
 @with_database(actions_queue)
 def update_all_actions(task: Task) -> None:
-    """Fan the rescoring out as one batch job per id range; the finishing job stores the summary.
+    """Recompute every action's score, in batches every consumer of the queue shares; one run at a time.
 
+    Fans the rescoring out as one batch job per id range; the finishing job stores the summary.
     The run's own result (under this job's id) is written by
     :func:`finish_actions_update` once every batch has ended, so a caller
     waiting on this job id waits for the whole run; its registry record stays
@@ -99,7 +107,7 @@ def update_all_actions(task: Task) -> None:
     actions_queue.enqueue(group(batches).then(finish_actions_update, started, parent_id=task.id))
 
 
-@actions_queue.job(UPDATE_ACTIONS_BATCH)
+@job(actions_queue, UPDATE_ACTIONS_BATCH)
 @with_database(actions_queue)
 def score_actions_batch(first_id: int, last_id: int, parent_id: str) -> int:
     """Rescore the actions with ids ``first_id..last_id`` in one set-based UPDATE."""
@@ -110,7 +118,7 @@ def score_actions_batch(first_id: int, last_id: int, parent_id: str) -> int:
     return scored
 
 
-@actions_queue.job(UPDATE_ACTIONS_FINISH)
+@job(actions_queue, UPDATE_ACTIONS_FINISH)
 @with_database(actions_queue)
 def finish_actions_update(started: float, results: list[Any], parent_id: str) -> dict[str, Any]:
     """Store the run's summary (or its failure) under the run's job id and release the claim."""
@@ -163,7 +171,7 @@ def claim_nightly_run(now_utc: datetime) -> bool:
         return False
 
 
-@actions_queue.job(NIGHTLY_UPDATE, due=claim_nightly_run)
+@job(actions_queue, NIGHTLY_UPDATE, due=claim_nightly_run)
 def nightly_update_all_actions() -> dict[str, Any]:
     """Trigger ``update-all-actions`` (through the single-flight rule, like any other trigger)."""
     return trigger_update_all_actions()
@@ -171,36 +179,25 @@ def nightly_update_all_actions() -> dict[str, Any]:
 
 def trigger_update_all_actions(eta: datetime | None = None) -> dict[str, Any]:
     """Enqueue a run unless one is queued or running; returns its job id either way."""
-    job_id = Task().create_id()
-    holder = single_flight.claim(actions_queue, job_id)
-    if holder is not None:
-        return {"job_id": holder, "deduplicated": True}
-    try:
-        if eta is None:
-            update_all_actions(id=job_id)
-        else:
-            update_all_actions.schedule(eta=eta, id=job_id)
-    except BaseException:
-        single_flight.release(actions_queue, job_id)
-        raise
-    return {"job_id": job_id, "deduplicated": False}
+    run = update_all_actions() if eta is None else update_all_actions.schedule(eta=eta)
+    return {"job_id": run.id, "deduplicated": isinstance(run, ExistingRun)}
 
 
 # --------------------------------------------------------------------------- users
 
 
-@users_queue.job(PROCESS_USER_DATA)
+@job(users_queue, PROCESS_USER_DATA, public=True)
 @with_database(users_queue)
-def process_user_data(user_id: int) -> dict[str, Any]:
+def process_user_data(user_id: UserId) -> dict[str, Any]:
     """Recompute one user's aggregates from their actions."""
     settings = users_queue.settings
     return recompute_user_stats(user_id, utcnow(), settings.zone)
 
 
-@users_queue.job(SEND_WELCOME_EMAIL)
+@job(users_queue, SEND_WELCOME_EMAIL, public=True)
 @with_database(users_queue)
-def send_welcome_email(user_id: int, task: Task) -> dict[str, Any]:
-    """Send the welcome email once per job.
+def send_welcome_email(user_id: UserId, task: Task) -> dict[str, Any]:
+    """Send the welcome email to one user, once per job.
 
     The marker row and the send share one transaction: if sending fails the
     marker is rolled back and the retry sends; once the marker is committed a
@@ -242,7 +239,7 @@ def _prune(queue: MeinGymHuey) -> int:
     return removed
 
 
-@actions_queue.job(PRUNE_RESULTS, due=_every_ten_minutes)
+@job(actions_queue, PRUNE_RESULTS, due=_every_ten_minutes)
 @with_database(actions_queue)
 def prune_actions_results() -> int:
     """Remove expired results of the actions queue and old registry records (Bull's removeOnComplete).
@@ -255,7 +252,7 @@ def prune_actions_results() -> int:
     return _prune(actions_queue) + records
 
 
-@users_queue.job(PRUNE_RESULTS, due=_every_ten_minutes)
+@job(users_queue, PRUNE_RESULTS, due=_every_ten_minutes)
 def prune_users_results() -> int:
     """Remove expired results of the users queue."""
     return _prune(users_queue)

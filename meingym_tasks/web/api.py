@@ -257,7 +257,8 @@ def trigger(
             # The accepted job's record is written in this transaction: a 202 means both exist.
             with write_transaction(), records_written_now():
                 commit_without_waiting_for_disk()  # the broker holds the job; its consumer rewrites a lost record
-                queued = jobs.trigger(action, user_id=user_id, delay=delay, eta=eta)
+                arguments = {} if user_id is None else {"user_id": user_id}
+                queued = jobs.enqueue(action, delay=delay, eta=eta, **arguments)
         except InvalidJobRequest as exc:
             raise field_error(
                 "delay" if delay is not None else "eta" if eta is not None else "user_id", str(exc)

@@ -56,9 +56,17 @@ def thread_cpu_seconds() -> dict[str, float]:
     return result
 
 
+def held_messages(queue: Huey) -> set[bytes] | None:
+    """The full stack's messages not yet acknowledged (outcome waiting for the registry); None for plain huey."""
+    from meingym_tasks.queue.app import MeinGymHuey
+
+    return queue.lease.held if isinstance(queue, MeinGymHuey) else None
+
+
 class Counter:
     def __init__(self, queue: Huey, jobs: int, marks: list[int], out: Path, drain_timeout: float = 600) -> None:
         self.queue = queue
+        self.held = held_messages(queue)
         self.jobs = jobs
         self.marks = set(marks)
         self.out = out
@@ -84,7 +92,7 @@ class Counter:
             self.rss[str(count)] = proc_status_kb(os.getpid(), "VmRSS")
         if count == self.jobs:
             self.last = now
-            self.backlog_at_last = len(getattr(self.queue, "held", ()))
+            self.backlog_at_last = len(self.held or ())
             threading.Thread(target=self._report, name="bench-report", daemon=True).start()
 
     def on_error(self, name: str, task: Any, *args: Any) -> None:
@@ -92,7 +100,7 @@ class Counter:
             self.errors += 1
 
     def _report(self) -> None:
-        held = getattr(self.queue, "held", None)
+        held = self.held
         deadline = time.monotonic() + self.drain_timeout
         while held and time.monotonic() < deadline:  # outcomes not yet written to the registry and acked
             time.sleep(0.001)
@@ -105,7 +113,7 @@ class Counter:
             "last": self.last,
             "drained": drained,
             "cpu_seconds": cpu - self.cpu_first if self.cpu_first is not None else None,
-            "held": len(held) if held is not None else 0,
+            "held": len(held) if held is not None else None,  # None: nothing to wait for (plain huey)
             "backlog_at_last": self.backlog_at_last,
             "rss_kb": self.rss,
             "vmhwm_kb": proc_status_kb(os.getpid(), "VmHWM"),

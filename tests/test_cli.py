@@ -35,16 +35,17 @@ def run_cli(app_env: dict[str, str]) -> Iterator[Callable[..., Result]]:
     [
         (
             ["trigger", "update-everything"],
-            "'update-everything' is not one of 'update-all-actions', 'process-user-data'",
+            "unknown job 'update-everything'; allowed: update-all-actions, process-user-data, send-welcome-email",
         ),
-        (["trigger", "process-user-data"], "process-user-data needs --user-id"),
+        (["trigger", "process-user-data"], "Missing option '--user-id'. Allowed: a whole number from 1 to"),
         (["trigger", "process-user-data", "--user-id", "seven"], "'seven' is not a valid integer"),
+        (["trigger", "process-user-data", "--user-id", "²"], "'²' is not a valid integer"),
         (["trigger", "send-welcome-email", "--user-id", "0"], "0 is not in the range 1<=x<="),
-        (["trigger", "update-all-actions", "--user-id", "3"], "update-all-actions takes no user id"),
+        (["trigger", "update-all-actions", "--user-id", "3"], "update-all-actions has no option --user-id"),
         (["trigger", "update-all-actions", "--delay", "-5"], "-5.0 is not in the range x>=0"),
         (["trigger", "update-all-actions", "--eta", "tomorrow"], "'tomorrow' is not an ISO-8601 time"),
-        (["trigger", "update-all-actions", "--eta", "2001-01-01T03:00"], "more than an hour in the past"),
-        (["trigger", "update-all-actions", "--delay", "1", "--eta", "2030-01-01"], "not both"),
+        (["trigger", "update-all-actions", "--eta", "2001-01-01T03:00"], "'--eta': 2001-01-01T03:00:00+01:00 is more"),
+        (["trigger", "update-all-actions", "--delay", "1", "--eta", "2030-01-01"], "give delay or eta, not both"),
         (["result", "not-a-job-id"], "is not a job id; expected a UUID"),
         (["worker", "emails"], "'emails' is not one of 'actions', 'users', 'all'"),
     ],
@@ -57,6 +58,22 @@ def test_bad_input_names_the_problem_and_exits_2(
     assert result.exit_code == 2, result.output
     assert expected in result.output
     assert "Traceback" not in result.output
+
+
+def test_trigger_help_lists_every_public_job_with_its_description_and_parameters(
+    run_cli: Callable[..., Result],
+) -> None:
+    listed = run_cli("trigger", "--help")
+    one = run_cli("trigger", "send-welcome-email", "--help")
+
+    text = " ".join(listed.output.split())  # as read, whatever the terminal's width
+    assert listed.exit_code == one.exit_code == 0
+    assert "update-all-actions Recompute every action's score" in text
+    assert "process-user-data Recompute one user's aggregates from their actions." in text
+    assert "send-welcome-email Send the welcome email to one user, once per job." in text
+    assert text.count(f"Options: --user-id (a whole number from 1 to {2**63 - 1}).") == 2
+    assert "--user-id INTEGER RANGE The user's id. Allowed: a whole number from 1 to" in " ".join(one.output.split())
+    assert "Runs on users-processing." in one.output
 
 
 def test_a_bad_setting_is_one_line_and_exit_2(run_cli: Callable[..., Result]) -> None:
@@ -87,6 +104,26 @@ def test_a_second_trigger_of_the_update_names_the_run_in_progress(run_cli: Calla
     assert json.loads(first.output)["deduplicated"] is False
     assert json.loads(second.output)["deduplicated"] is True
     assert json.loads(first.output)["job_id"] == json.loads(second.output)["job_id"]
+
+
+def test_waiting_on_a_queue_no_consumer_serves_says_so_at_once_and_still_waits(
+    run_cli: Callable[..., Result], db: peewee.Database
+) -> None:
+    from meingym_tasks.clock import utcnow
+    from meingym_tasks.registry.models import ConsumerRecord
+
+    alone = run_cli("trigger", "process-user-data", "--user-id", "7", "--wait", "--timeout", "0.2")
+    ConsumerRecord.create(
+        consumer_id="cli-test:1:users-processing", queue="users-processing", host="cli-test", pid=1, workers=1,
+        worker_type="thread", started_at=utcnow(), last_seen_at=utcnow(),
+    )  # fmt: skip
+    served = run_cli("trigger", "process-user-data", "--user-id", "8", "--wait", "--timeout", "0.2")
+
+    warning = "Warning: no consumer of users-processing is alive; the job waits until one starts"
+    assert alone.stderr.splitlines()[0].startswith(warning)
+    assert "meingym-tasks worker users" in alone.stderr
+    assert alone.exit_code == 1 and "status: pending" in alone.stdout  # it waited (until --timeout)
+    assert warning not in served.stderr and served.exit_code == 1
 
 
 def test_db_migrate_is_a_no_op_on_a_current_schema(run_cli: Callable[..., Result], db: peewee.Database) -> None:

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
-from typing import Any
 
 import click
 
 from meingym_tasks.cli.config import config
-from meingym_tasks.cli.context import MAX_USER_ID, AppContext, IsoDateTime, pass_app, print_data, usage_error
+from meingym_tasks.cli.context import AppContext, pass_app, print_data
 from meingym_tasks.cli.registry import COMMANDS
+from meingym_tasks.cli.trigger import trigger
 from meingym_tasks.cli.web import web
 from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobRequest, UnknownJob
-from meingym_tasks.names import JOBS, QUEUE_ALIASES, UPDATE_ALL_ACTIONS, USER_JOBS
+from meingym_tasks.names import QUEUE_ALIASES, UPDATE_ALL_ACTIONS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,93 +49,6 @@ def cli(ctx: click.Context, config: str | None) -> None:
     if config:
         os.environ["MEINGYM_CONFIG"] = config
     ctx.obj = AppContext()
-
-
-@cli.command()
-@click.argument("job", type=click.Choice(JOBS))
-@click.option(
-    "--user-id", type=click.IntRange(1, MAX_USER_ID), help="The user (process-user-data, send-welcome-email)."
-)
-@click.option("--delay", type=click.FloatRange(0), help="Run after this many seconds.")
-@click.option("--eta", type=IsoDateTime(), help="Run at this time; without an offset it is read in MEINGYM_TIMEZONE.")
-@click.option("--wait", is_flag=True, help="Block until the job has ended; exit 0 on success, 1 on failure.")
-@click.option("--timeout", type=click.FloatRange(0), default=None, help="With --wait: give up after this many seconds.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_app
-def trigger(
-    app: AppContext,
-    job: str,
-    user_id: int | None,
-    delay: float | None,
-    eta: datetime | None,
-    wait: bool,
-    timeout: float | None,
-    as_json: bool,
-) -> None:
-    """Enqueue JOB and print its job id.
-
-    \b
-    Examples:
-      meingym-tasks trigger update-all-actions --wait
-      meingym-tasks trigger process-user-data --user-id 7
-      meingym-tasks trigger send-welcome-email --user-id 7 --eta 2026-12-01T09:00
-    """
-    if job in USER_JOBS and user_id is None:
-        raise click.BadParameter(f"{job} needs --user-id (a whole number from 1)", param_hint="--user-id")
-    if job == UPDATE_ALL_ACTIONS and user_id is not None:
-        raise click.BadParameter(f"{job} takes no user id", param_hint="--user-id")
-    if delay is not None and eta is not None:
-        raise usage_error("give --delay or --eta, not both")
-    app.bind()
-    from meingym_tasks.jobs import enqueue, wait_for_result
-
-    try:
-        queued = enqueue(job, delay=delay, eta=eta, **({} if user_id is None else {"user_id": user_id}))
-    except InvalidJobRequest as exc:
-        raise usage_error(str(exc)) from None
-    except BrokerUnavailable as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
-    if not wait:
-        print_data(queued, as_json) if as_json or "deduplicated" in queued else click.echo(queued["job_id"])
-        return
-    if not as_json:
-        note = " (already queued or running)" if queued.get("deduplicated") else ""
-        click.echo(f"job_id: {queued['job_id']}{note}", err=True)
-        watch_progress(queued["job_id"], timeout)
-    outcome = wait_for_result(queued["job_id"], timeout=timeout)
-    print_data(outcome, as_json)
-    sys.exit(0 if outcome["status"] == "complete" else 1)
-
-
-def watch_progress(job_id: str, timeout: float | None, poll: float = 0.2) -> None:
-    """Show the job's state, and a progress bar once it reports progress, until it has ended."""
-    import time
-
-    from meingym_tasks.jobs import get_job
-    from meingym_tasks.registry.models import FINISHED
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-    bar: Any = None
-    shown_state = None
-    try:
-        while deadline is None or time.monotonic() < deadline:
-            job = get_job(job_id)
-            total, done = job["progress"]["total"], job["progress"]["done"] or 0
-            if total and bar is None:
-                bar = click.progressbar(length=total, label=job["name"], file=sys.stderr, show_pos=True)
-                bar.__enter__()
-            if bar is not None:
-                bar.update(min(done, total or done) - bar.pos)
-            elif job["state"] != shown_state:
-                shown_state = job["state"]
-                click.echo(f"{job['name']}: {shown_state}", err=True)
-            if job["state"] in FINISHED:
-                return
-            time.sleep(poll)
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
 
 
 @cli.command()
@@ -277,6 +189,7 @@ def main() -> None:
 
 
 cli.add_command(config)
+cli.add_command(trigger)
 cli.add_command(web)
 for command in COMMANDS:
     cli.add_command(command)

@@ -1,7 +1,9 @@
 """The names of queues and jobs: the one place that spells them.
 
-Everything else (task registration, CLI choices, Redis keys, docs) refers to
-these constants, so renaming a job is a one-line change.
+Everything else (task declarations, Redis keys, docs) refers to these
+constants, so renaming a job is a one-line change. Which jobs exist, on which
+queue, with which parameters, is declared beside each job's function
+(:mod:`meingym_tasks.jobs.tasks`) and read from there.
 """
 
 from __future__ import annotations
@@ -13,17 +15,6 @@ QUEUES = (ACTIONS_QUEUE, USERS_QUEUE)
 UPDATE_ALL_ACTIONS = "update-all-actions"
 PROCESS_USER_DATA = "process-user-data"
 SEND_WELCOME_EMAIL = "send-welcome-email"
-JOBS = (UPDATE_ALL_ACTIONS, PROCESS_USER_DATA, SEND_WELCOME_EMAIL)
-
-#: Which queue runs each public job.
-JOB_QUEUE = {
-    UPDATE_ALL_ACTIONS: ACTIONS_QUEUE,
-    PROCESS_USER_DATA: USERS_QUEUE,
-    SEND_WELCOME_EMAIL: USERS_QUEUE,
-}
-
-#: Jobs that take a ``user_id`` argument.
-USER_JOBS = (PROCESS_USER_DATA, SEND_WELCOME_EMAIL)
 
 #: Short names accepted by ``meingym-tasks worker``.
 QUEUE_ALIASES = {"actions": ACTIONS_QUEUE, "users": USERS_QUEUE}

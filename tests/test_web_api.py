@@ -151,7 +151,9 @@ def test_an_unknown_action_is_400_listing_the_valid_ones(client: TestClient) -> 
         ({"action": "process-user-data", "user_id": 0}, ["user_id"]),
         ({"action": "process-user-data", "user_id": True}, ["user_id"]),
         ({"action": "update-all-actions", "user_id": 7}, ["user_id"]),
-        ({"action": "process-user-data", "userId": 7}, ["userId"]),
+        ({"action": "process-user-data", "userId": 7}, ["user_id", "userId"]),
+        ({"action": "process-user-data", "user_id": 2**63}, ["user_id"]),
+        ({"action": "process-user-data", "user_id": 7, "delay": None}, ["delay"]),
         ({"action": "update-all-actions", "delay": "soon"}, ["delay"]),
         ({"action": "update-all-actions", "delay": -1}, ["delay"]),
         ({"action": "update-all-actions", "delay": 10**9}, ["delay"]),
@@ -167,6 +169,46 @@ def test_a_missing_or_wrong_field_is_422_naming_it(client: TestClient, body: dic
     assert [e["field"] for e in response.json()["errors"]] == fields
     assert all(field in response.json()["message"] for field in fields)
     assert records() == [] and actions_queue.pending_count() == users_queue.pending_count() == 0
+
+
+def test_each_error_names_the_field_and_what_it_allows(client: TestClient) -> None:
+    zero = client.post("/api/jobs", json={"action": "process-user-data", "user_id": 0}).json()
+    extra = client.post("/api/jobs", json={"action": "update-all-actions", "user_id": 7}).json()
+    late = client.post("/api/jobs", json={"action": "update-all-actions", "eta": "2001-01-01T00:00:00+00:00"}).json()
+
+    assert zero["message"] == (
+        "user_id: 0 is not allowed (Input should be greater than or equal to 1); "
+        f"allowed: a whole number from 1 to {2**63 - 1}"
+    )
+    assert zero["errors"] == [{"field": "user_id", "message": zero["message"][len("user_id: ") :],
+                               "type": "greater_than_equal"}]  # fmt: skip
+    assert extra["errors"][0]["message"] == "is not a parameter; allowed: delay, eta, action"
+    assert "is more than an hour in the past; allowed: a date and time from an hour ago to" in late["message"]
+
+
+def test_the_trigger_body_is_documented_per_job_as_the_server_enforces_it(
+    client: TestClient, app_settings: Settings
+) -> None:
+    document = client.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    body = document["paths"]["/api/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+
+    request = schemas[body["$ref"].rsplit("/", 1)[1]]
+    assert request["discriminator"]["propertyName"] == "action"
+    assert sorted(request["discriminator"]["mapping"]) == ["process-user-data", "send-welcome-email",
+                                                           "update-all-actions"]  # fmt: skip
+    user = schemas["TriggerProcessUserData"]
+    assert user["properties"]["user_id"] == {
+        "type": "integer", "minimum": 1, "maximum": 2**63 - 1, "title": "User ID", "description": "The user's id"
+    }  # fmt: skip
+    assert sorted(user["required"]) == ["action", "user_id"] and user["additionalProperties"] is False
+    assert user["properties"]["action"]["const"] == "process-user-data"
+    assert user["properties"]["delay"]["maximum"] == app_settings.max_schedule_ahead
+    assert user["properties"]["eta"]["format"] == "date-time"
+    assert user["not"] == {"required": ["delay", "eta"]}  # delay or eta, never both
+    assert set(schemas["TriggerUpdateAllActions"]["properties"]) == {"action", "delay", "eta"}
+    name = next(p for p in document["paths"]["/api/jobs"]["get"]["parameters"] if p["name"] == "name")
+    assert name["schema"]["anyOf"][0]["pattern"] == "^[^\\u0000]*$"
 
 
 def test_a_body_that_is_not_json_is_422(client: TestClient) -> None:
@@ -250,6 +292,8 @@ def test_listing_pages_newest_first_with_filters_and_counts(client: TestClient, 
         ({"limit": 501}, "limit"),
         ({"limit": "ten"}, "limit"),
         ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"name": "a\x00b"}, "name"),
+        ({"cursor": "a\x00b"}, "cursor"),
     ],
 )
 def test_bad_list_parameters_are_422_naming_them(client: TestClient, params: dict[str, Any], field: str) -> None:

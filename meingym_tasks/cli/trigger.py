@@ -52,15 +52,11 @@ def option_name(parameter: str) -> str:
     return "--" + parameter.replace("_", "-")
 
 
-def _value_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema of the value itself (``int | None`` is an int that may be left out)."""
-    options = [s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"]
-    return {**{k: v for k, v in schema.items() if k != "anyOf"}, **options[0]}
-
-
 def click_type(schema: dict[str, Any]) -> click.ParamType:
     """The click type that accepts what ``schema`` allows (bounds included)."""
-    value = _value_schema(schema)
+    from meingym_tasks.jobs.declare import value_schema
+
+    value = value_schema(schema)
     if "enum" in value:
         return click.Choice([str(v) for v in value["enum"]])
     kind = value.get("type")
@@ -81,12 +77,12 @@ def click_type(schema: dict[str, Any]) -> click.ParamType:
 
 
 def parameter_option(name: str, schema: dict[str, Any], required: bool) -> click.Option:
-    from meingym_tasks.jobs.declare import allowed
+    from meingym_tasks.jobs.declare import allowed, value_schema
 
     description = schema.get("description", "").rstrip(".")
     text = f"{description}. Allowed: {allowed(schema)}." if description else f"Allowed: {allowed(schema)}."
     flag = option_name(name)
-    if _value_schema(schema).get("type") == "boolean":
+    if value_schema(schema).get("type") == "boolean":
         return click.Option([f"{flag}/--no-{flag[2:]}", name], default=None, required=required, help=text)
     return click.Option([flag, name], type=click_type(schema), required=required, help=text)
 

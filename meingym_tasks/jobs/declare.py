@@ -30,8 +30,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from huey.api import Result, Task, TaskWrapper
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic_core import PydanticCustomError
 
 from meingym_tasks.exceptions import ConfigurationError, InvalidJobArguments, InvalidJobRequest, PermanentJobError
 from meingym_tasks.queue import single_flight
@@ -97,6 +97,12 @@ def allowed(schema: Mapping[str, Any]) -> str:
     return "any value"
 
 
+def value_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema of a value that is given (``int | None`` is an int that may be left out)."""
+    options = [s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"] or [schema]
+    return {**{k: v for k, v in schema.items() if k != "anyOf"}, **options[0]}
+
+
 def _bound(schema: Mapping[str, Any], inclusive: str, exclusive: str, word: str) -> str:
     if inclusive in schema:
         return ("at least " if inclusive == "minimum" else "at most ") + _number(schema[inclusive])
@@ -133,11 +139,11 @@ def property_schemas(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
     return {name: resolve(value) for name, value in schema.get("properties", {}).items()}
 
 
-def explain(model: type[BaseModel], exc: ValidationError) -> ValidationError:
-    """``exc`` with every message saying what the field allows (or which fields exist)."""
+def explain(model: type[BaseModel], errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """pydantic's ``errors`` of ``model``, each message saying what the field allows (or which fields exist)."""
     schemas = property_schemas(model)
-    details: list[InitErrorDetails] = []
-    for error in exc.errors(include_url=False):
+    explained = []
+    for error in errors:
         field = str(error["loc"][0]) if error["loc"] else ""
         message = error["msg"]
         if error["type"] == "extra_forbidden":
@@ -146,27 +152,14 @@ def explain(model: type[BaseModel], exc: ValidationError) -> ValidationError:
             message = f"missing; allowed: {allowed(schemas[field])}"
         elif field in schemas and len(error["loc"]) == 1 and error["type"] != "nul_character":
             message = f"{_shown(error['input'])} is not allowed ({message}); allowed: {allowed(schemas[field])}"
-        details.append(
-            InitErrorDetails(
-                type=PydanticCustomError(error["type"], message), loc=error["loc"], input=error.get("input")
-            )
-        )
-    return ValidationError.from_exception_data(exc.title, details)
+        explained.append({**error, "msg": message})
+    return explained
 
 
 class JobArguments(BaseModel):
-    """The base of every job's arguments: strict types (``"7"`` and ``True`` are not ints), no unknown
-    names, and errors that say what each field allows."""
+    """The base of every job's arguments: strict types (``"7"`` and ``True`` are not ints), no unknown names."""
 
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _say_what_is_allowed(cls, data: Any, handler: Callable[[Any], Any]) -> Any:
-        try:
-            return handler(data)
-        except ValidationError as exc:
-            raise explain(cls, exc) from None
 
 
 def field_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
@@ -203,6 +196,8 @@ class JobSpec:
     description: str
     public: bool = False
     single_flight: bool = False
+    #: Enqueued by the scheduler when due (housekeeping): no registry records.
+    periodic: bool = False
 
     @classmethod
     def from_function(
@@ -214,6 +209,7 @@ class JobSpec:
         description: str | None = None,
         public: bool = False,
         single_flight: bool = False,
+        periodic: bool = False,
     ) -> JobSpec:
         """Read the declaration off ``function``: its parameters, annotations and docstring."""
         target = inspect.unwrap(function)
@@ -250,6 +246,7 @@ class JobSpec:
             description=description or (doc.strip().splitlines() or [""])[0],
             public=public,
             single_flight=single_flight,
+            periodic=periodic,
         )
         if public:
             spec.check_field_types()
@@ -297,7 +294,7 @@ class JobSpec:
         except ValidationError as exc:
             errors = [e for e in exc.errors(include_url=False) if not (partial and e["type"] == "missing")]
             if errors:
-                raise invalid(self.name, field_errors(errors)) from None
+                raise invalid(self.name, field_errors(explain(self.arguments, errors))) from None
             values = named  # checked, but incomplete: the pipeline brings the rest
         return tuple(values[name] for name in self.positional[: len(args)]), {name: values[name] for name in kwargs}
 
@@ -520,8 +517,8 @@ def public_jobs() -> dict[str, Job]:
 
 
 def job_names() -> tuple[str, ...]:
-    """Every declared job name once (the pieces of runs and the housekeeping too)."""
-    return tuple(dict.fromkeys(j.spec.name for j in _declared.values()))
+    """Every name a registry record can have, once: the declared jobs but the periodic housekeeping."""
+    return tuple(dict.fromkeys(j.spec.name for j in _declared.values() if not j.spec.periodic))
 
 
 def job_named(name: str) -> Job:
@@ -553,7 +550,13 @@ def job(
 
     def decorator(function: Callable[..., Any]) -> Job:
         spec = JobSpec.from_function(
-            function, name=name, queue=queue.name, description=description, public=public, single_flight=single_flight
+            function,
+            name=name,
+            queue=queue.name,
+            description=description,
+            public=public,
+            single_flight=single_flight,
+            periodic=due is not None,
         )
         declared_job = queue.job(name, retry=retry, due=due, wrapper=functools.partial(Job, spec=spec))(function)
         assert isinstance(declared_job, Job)

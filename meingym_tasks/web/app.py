@@ -16,13 +16,14 @@ from meingym_tasks import __version__
 from meingym_tasks.db.database import init_database
 from meingym_tasks.queue import queues
 from meingym_tasks.settings import Settings
-from meingym_tasks.web import api, dashboard, docs
+from meingym_tasks.web import dashboard, docs, routes
 from meingym_tasks.web.auth import Authenticator, AuthMiddleware, admin_token
 from meingym_tasks.web.config import WebSettings
 from meingym_tasks.web.context import WebContext
 from meingym_tasks.web.errors import install_error_handlers
 from meingym_tasks.web.metrics import Metrics
 from meingym_tasks.web.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from meingym_tasks.web.schemas import TriggerSchema, trigger_schema
 
 DESCRIPTION = """
 MeinGym's background jobs: trigger them, follow them, retry and cancel them.
@@ -61,16 +62,20 @@ def create_app(settings: Settings | None = None, web_settings: WebSettings | Non
             {"name": "operations", "description": "Probes and metrics"},
         ],
     )
+    from meingym_tasks.jobs import public_jobs  # importing the jobs declares them
+
+    trigger = trigger_schema(public_jobs(), settings)
     app.state.web = WebContext(
-        settings=settings, web=web_settings, auth=authenticator, token_source=source, metrics=Metrics()
+        settings=settings, web=web_settings, auth=authenticator, token_source=source, metrics=Metrics(), trigger=trigger
     )
-    install_error_handlers(app)
-    app.include_router(api.router)
-    app.include_router(api.probes)
+    install_error_handlers(app, error_page=dashboard.error_page)
+    app.include_router(routes.trigger_router(trigger))
+    app.include_router(routes.router)
+    app.include_router(routes.probes)
     app.include_router(dashboard.router)
     app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=str(files("meingym_tasks.web") / "static")), name="static")
-    _declare_bearer(app)
+    _declare_bearer(app, trigger)
 
     # Outermost first: headers on every answer (also 401/413), then the size limit, then authentication.
     app.add_middleware(AuthMiddleware, authenticator=authenticator, max_body_bytes=web_settings.max_body_bytes)
@@ -79,8 +84,12 @@ def create_app(settings: Settings | None = None, web_settings: WebSettings | Non
     return app
 
 
-def _declare_bearer(app: FastAPI) -> None:
-    """Describe the Bearer token in the OpenAPI document (Swagger UI's Authorize button)."""
+def _declare_bearer(app: FastAPI, trigger: TriggerSchema) -> None:
+    """Describe the Bearer token in the OpenAPI document (Swagger UI's Authorize button).
+
+    Also puts the trigger body's schemas back as pydantic wrote them (exact bounds, see
+    ``TriggerSchema.components``).
+    """
     from fastapi.openapi.utils import get_openapi
 
     def openapi() -> dict[str, object]:
@@ -92,7 +101,8 @@ def _declare_bearer(app: FastAPI) -> None:
                 routes=app.routes,
                 tags=app.openapi_tags,
             )
-            schema.setdefault("components", {})["securitySchemes"] = {
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(trigger.components())
+            schema["components"]["securitySchemes"] = {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "The admin token"}
             }
             public = {"/healthz", "/readyz"}

@@ -13,6 +13,7 @@ from meingym_tasks.settings import Settings
 from meingym_tasks.web.auth import Authenticator
 from meingym_tasks.web.config import WebSettings
 from meingym_tasks.web.metrics import Metrics
+from meingym_tasks.web.schemas import TriggerSchema
 
 
 @dataclasses.dataclass
@@ -22,6 +23,8 @@ class WebContext:
     auth: Authenticator
     token_source: str
     metrics: Metrics
+    #: The trigger body of the public jobs declared when the app was built (API and dashboard form).
+    trigger: TriggerSchema
 
     @contextmanager
     def connection(self) -> Iterator[None]:

@@ -9,30 +9,36 @@ one-time message (a signed cookie), so a reload never repeats an action.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import jinja2
 from fastapi import APIRouter, Form, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 
 from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobRequest, JobStateConflict, UnknownJob
-from meingym_tasks.names import JOBS, QUEUES, UPDATE_ACTIONS_BATCH, UPDATE_ACTIONS_FINISH, USER_JOBS
+from meingym_tasks.jobs.declare import allowed, job_names, value_schema
+from meingym_tasks.names import QUEUE_ALIASES, QUEUES
 from meingym_tasks.registry import queries as registry_queries
 from meingym_tasks.registry.models import FAILED, STATES
-from meingym_tasks.web import api, presenters
+from meingym_tasks.web import presenters, services
 from meingym_tasks.web.auth import FLASH_COOKIE, LOGIN_PATH, SAME_SITE_FETCH, SESSION_COOKIE, Session
 from meingym_tasks.web.context import web_context
-from meingym_tasks.web.errors import ApiError
+from meingym_tasks.web.errors import ApiError, field_error, invalid_input
+from meingym_tasks.web.schemas import Filter, TriggerSchema
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
 #: The states in the order the dashboard shows them.
 STATE_ORDER = ("queued", "scheduled", "running", "retrying", "complete", "failed", "revoked", "expired", "interrupted")
 assert set(STATE_ORDER) == set(STATES)
-JOB_NAMES = (*JOBS, UPDATE_ACTIONS_BATCH, UPDATE_ACTIONS_FINISH)
 PAGE_SIZES = (20, 50, 100, 200)
+#: The longest text a trigger form field takes (the body size limit stops far longer ones first).
+MAX_FIELD = 1000
 
 _environment = jinja2.Environment(
     loader=jinja2.PackageLoader("meingym_tasks.web", "templates"),
@@ -159,19 +165,19 @@ def admin_home(request: Request) -> Response:
 @router.get("/jobs", name="dashboard")
 def dashboard(
     request: Request,
-    state: Annotated[str | None, Query()] = None,
-    queue: Annotated[str | None, Query()] = None,
-    name: Annotated[str | None, Query()] = None,
+    state: Annotated[Filter | None, Query()] = None,
+    queue: Annotated[Filter | None, Query()] = None,
+    name: Annotated[Filter | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=registry_queries.MAX_PAGE)] = 50,
-    cursor: Annotated[str | None, Query()] = None,
+    cursor: Annotated[Filter | None, Query()] = None,
     children: Annotated[bool, Query()] = False,
 ) -> Response:
     context = web_context(request)
     state, queue, name = state or None, queue or None, name or None
-    page, _ = api.fetch_page(
+    page, _ = services.fetch_page(
         context, state=state, queue=queue, name=name, limit=limit, cursor=cursor, children=children, with_counts=False
     )
-    overview = api.queues_overview(context)  # counts them once, for the tiles
+    overview = services.queues_overview(context)  # counts them once, for the tiles
     filters = {"state": state or "", "queue": queue or "", "name": name or "", "limit": limit, "children": children}
     query = {k: ("1" if v is True else v) for k, v in filters.items() if v and not (k == "limit" and v == 50)}
     older = f"?{urlencode({**query, 'cursor': page['next']})}" if page["next"] else None
@@ -189,18 +195,19 @@ def dashboard(
         paged=bool(cursor),
         states=STATE_ORDER,
         queues=QUEUES,
-        job_names=JOB_NAMES,
-        actions=JOBS,
-        user_jobs=USER_JOBS,
+        job_names=job_names(),
+        trigger_jobs=trigger_fields(context.trigger),
+        aliases={queue: alias for alias, queue in QUEUE_ALIASES.items()},
         page_sizes=PAGE_SIZES,
         timezone=context.settings.timezone,
+        max_delay=context.settings.max_schedule_ahead,
         failed_state=FAILED,
     )
 
 
 @router.get("/jobs/{job_id}", name="job_page")
 def job_page(request: Request, job_id: str) -> Response:
-    job = api.read_job(web_context(request), job_id)
+    job = services.read_job(web_context(request), job_id)
     return render(
         request,
         "job.html",
@@ -233,30 +240,33 @@ ACTION_ERRORS = (ApiError, InvalidJobRequest, UnknownJob, JobStateConflict, Brok
 
 
 @router.post("/jobs/trigger", name="trigger_form")
-def trigger_form(
-    request: Request,
-    action: Annotated[str, Form(max_length=100)] = "",
-    user_id: Annotated[str, Form(max_length=40)] = "",
-    delay: Annotated[str, Form(max_length=40)] = "",
-    eta: Annotated[str, Form(max_length=40)] = "",
-) -> Response:
+async def trigger_form(request: Request) -> Response:
+    """Trigger the chosen job with the fields the form showed for it (``trigger_fields``).
+
+    The fields are text; each becomes the JSON value its schema asks for (an
+    integer only from ASCII digits), and the body is checked as the API checks it.
+    """
     context = web_context(request)
     back = _dashboard_url(request, "#trigger")
+    form = await request.form()
+    texts = {key: value for key, value in form.multi_items() if isinstance(value, str)}
     try:
-        number = _form_int("user ID", user_id) if action in USER_JOBS else None
-        seconds = _form_float("delay", delay)
-        when = _form_datetime("run at", eta)
-        queued, job = api.trigger(context, action, number, seconds, when)
+        body = trigger_body(context.trigger, texts)
+        job = context.trigger.validate(body)
+        queued, record = await run_in_threadpool(services.trigger, context, job)
+    except ValidationError as exc:
+        return _redirect(request, back, "error", f"Not triggered: {invalid_input(exc.errors()).message}")
     except ACTION_ERRORS as exc:
         return _redirect(request, back, "error", f"Not triggered: {_failure(exc)}")
     kind = "info" if queued.get("deduplicated") else "ok"
-    return _redirect(request, _job_url(request, queued["job_id"]), kind, api.trigger_message(action, queued, job))
+    message = services.trigger_message(body["action"], queued, record)
+    return _redirect(request, _job_url(request, queued["job_id"]), kind, message)
 
 
 @router.post("/jobs/retry-failed", name="retry_failed_form")
 def retry_failed_form(request: Request, queue: Annotated[str, Form(max_length=100)] = "") -> Response:
     try:
-        outcome = api.retry_all_failed(web_context(request), queue)
+        outcome = services.retry_all_failed(web_context(request), queue)
     except ACTION_ERRORS as exc:
         return _redirect(request, _dashboard_url(request), "error", f"Nothing retried: {_failure(exc)}")
     text = outcome["message"] + (" (more are left: press again)" if outcome["more"] else "")
@@ -266,7 +276,7 @@ def retry_failed_form(request: Request, queue: Annotated[str, Form(max_length=10
 @router.post("/jobs/{job_id}/retry", name="retry_form")
 def retry_form(request: Request, job_id: str) -> Response:
     try:
-        api.retry_one(web_context(request), job_id)
+        services.retry_one(web_context(request), job_id)
     except ACTION_ERRORS as exc:
         return _redirect(request, _job_url(request, job_id), "error", f"Not retried: {_failure(exc)}")
     return _redirect(request, _job_url(request, job_id), "ok", "Queued again: a new attempt will run shortly.")
@@ -275,34 +285,89 @@ def retry_form(request: Request, job_id: str) -> Response:
 @router.post("/jobs/{job_id}/cancel", name="cancel_form")
 def cancel_form(request: Request, job_id: str) -> Response:
     try:
-        job = api.cancel_one(web_context(request), job_id)
+        job = services.cancel_one(web_context(request), job_id)
     except ACTION_ERRORS as exc:
         return _redirect(request, _job_url(request, job_id), "error", f"Not cancelled: {_failure(exc)}")
-    return _redirect(request, _job_url(request, job_id), "ok", api.cancel_message(job))
+    return _redirect(request, _job_url(request, job_id), "ok", services.cancel_message(job))
 
 
-def _form_int(label: str, raw: str) -> int:
-    text = raw.strip()
-    if not text.isdigit():
-        raise ApiError(422, f"{label} {raw!r} is not allowed; expected a whole number from 1")
-    return int(text)
+# --------------------------------------------------------------------------- the trigger form
+
+INTEGER = re.compile(r"[+-]?[0-9]+")
+NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
-def _form_float(label: str, raw: str) -> float | None:
-    text = raw.strip()
-    if not text:
-        return None
-    try:
+def trigger_fields(schema: TriggerSchema) -> dict[str, dict[str, Any]]:
+    """Per public job: its description and the form fields of its parameters, from the trigger schema."""
+    described = {}
+    for action, model in schema.jobs.items():
+        fields = []
+        for name, field_schema in schema.parameters(action).items():
+            value = value_schema(field_schema)
+            fields.append(
+                {
+                    "name": name,
+                    "label": field_schema.get("title") or name.replace("_", " ").capitalize(),
+                    "input": _input_of(value),
+                    "required": model.model_fields[name].is_required(),
+                    "options": [str(option) for option in value.get("enum", [])],
+                    "min": value.get("minimum", ""),
+                    "max": value.get("maximum", ""),
+                    "max_length": value.get("maxLength", ""),
+                    "help": _help(field_schema),
+                }
+            )
+        described[action] = {"description": model.__doc__ or "", "fields": fields}
+    return described
+
+
+def _help(field_schema: dict[str, Any]) -> str:
+    description = field_schema.get("description", "").rstrip(".")
+    rule = f"Allowed: {allowed(field_schema)}."
+    return f"{description}. {rule}" if description else rule
+
+
+def _input_of(value: dict[str, Any]) -> str:
+    """The HTML input for a value schema: number, date, datetime-local, checkbox, select or text."""
+    if "enum" in value:
+        return "select"
+    kind, shape = value.get("type"), value.get("format")
+    if kind == "integer":
+        return "integer"
+    if kind == "number":
+        return "number"
+    if kind == "boolean":
+        return "checkbox"
+    return {"date": "date", "date-time": "datetime-local"}.get(shape or "", "text")
+
+
+def trigger_body(schema: TriggerSchema, texts: dict[str, str]) -> dict[str, Any]:
+    """The JSON body a form's text fields stand for: the chosen job's fields, delay and eta.
+
+    A number field becomes a number only when it is one in ASCII (``²`` or
+    ``١٢`` stay text and are refused by the schema, naming the field); an empty
+    field is left out.
+    """
+    for name, text in texts.items():
+        if len(text) > MAX_FIELD:
+            raise field_error(name, f"at most {MAX_FIELD} characters are allowed", "string_too_long")
+    action = texts.get("action", "")
+    body: dict[str, Any] = {"action": action}
+    known = schema.parameters(action) if action in schema.jobs else {}
+    options = {"delay": {"type": "number"}, "eta": {"type": "string", "format": "date-time"}}
+    for name, field_schema in {**known, **options}.items():
+        text = texts.get(name, "").strip()
+        if text:
+            body[name] = _json_value(value_schema(field_schema), text)
+    return body
+
+
+def _json_value(value: dict[str, Any], text: str) -> Any:
+    kind = value.get("type")
+    if kind == "integer" and INTEGER.fullmatch(text):
+        return int(text)
+    if kind == "number" and NUMBER.fullmatch(text):
         return float(text)
-    except ValueError:
-        raise ApiError(422, f"{label} {raw!r} is not allowed; expected seconds, such as 60") from None
-
-
-def _form_datetime(label: str, raw: str) -> datetime | None:
-    text = raw.strip()
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise ApiError(422, f"{label} {raw!r} is not allowed; expected a date and time") from None
+    if kind == "boolean":
+        return text in ("on", "true", "1")
+    return text

@@ -2,13 +2,14 @@
 
 Domain errors map to one status each: an unknown job is 404, a state that
 forbids the change 409, a broker or database that cannot be reached 503.
-Validation errors are 422 and name each field (``errors[].field``).
+Validation errors are 422 and name each field (``errors[].field``) and what it
+allows; an unknown action is 400 with the ``allowed`` ones.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import peewee
@@ -18,7 +19,13 @@ from playhouse.pool import MaxConnectionsExceeded
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobRequest, JobStateConflict, UnknownJob
+from meingym_tasks.exceptions import (
+    BrokerUnavailable,
+    InvalidJobArguments,
+    InvalidJobRequest,
+    JobStateConflict,
+    UnknownJob,
+)
 from meingym_tasks.queue.brokers import broker_errors
 from meingym_tasks.web.auth import route_path
 
@@ -47,18 +54,34 @@ def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or str(loc[0] if loc else "body")
 
 
+def invalid_input(errors: Sequence[Mapping[str, Any]]) -> ApiError:
+    """pydantic's errors as one answer: 400 for an unknown action (with the allowed ones), else 422 per field."""
+    for error in errors:
+        if error.get("type") == "unknown_action":
+            return ApiError(400, str(error["msg"]), allowed=list(error.get("ctx", {}).get("allowed", [])))
+    fields = [
+        {"field": _field_name(e.get("loc", ())), "message": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in errors
+    ]
+    return ApiError(422, "; ".join(f"{e['field']}: {e['message']}" for e in fields) or "invalid request", errors=fields)
+
+
+#: Renders an error as a page for the dashboard's paths: ``page(request, status, message)``.
+ErrorPage = Callable[[Request, int, str], Response]
+
+
 def _respond(
     request: Request, status: int, message: str, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> Response:
-    if route_path(request.scope).startswith("/admin"):
-        from meingym_tasks.web.dashboard import error_page
-
-        return error_page(request, status, message)
+    page: ErrorPage | None = getattr(request.app.state, "error_page", None)
+    if page is not None and route_path(request.scope).startswith("/admin"):
+        return page(request, status, message)
     return JSONResponse({"message": message, **extra}, status_code=status, headers=headers)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
+def install_error_handlers(app: FastAPI, error_page: ErrorPage | None = None) -> None:
+    """Register the handlers on ``app``; ``error_page`` answers the dashboard's paths with a page."""
+    app.state.error_page = error_page
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
@@ -71,12 +94,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        errors = [
-            {"field": _field_name(e.get("loc", ())), "message": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-            for e in exc.errors()
-        ]
-        message = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
-        return _respond(request, 422, message, errors=errors)
+        error = invalid_input(exc.errors())
+        return _respond(request, error.status, error.message, **error.extra)
+
+    async def invalid_arguments(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, InvalidJobArguments)
+        return _respond(request, 422, str(exc), errors=exc.errors)
 
     async def unknown_job(request: Request, exc: Exception) -> Response:
         return _respond(request, 404, str(exc))
@@ -102,6 +125,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(UnknownJob, unknown_job)
     app.add_exception_handler(InvalidJobRequest, invalid_request)
+    app.add_exception_handler(InvalidJobArguments, invalid_arguments)
     app.add_exception_handler(JobStateConflict, conflict)
     app.add_exception_handler(BrokerUnavailable, broker_down)
     for error in broker_errors():

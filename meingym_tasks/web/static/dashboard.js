@@ -116,19 +116,17 @@
   });
   setInterval(refreshTimes, 15000);
 
-  var action = document.getElementById("trigger-action");
+  // The trigger form shows the fields of the chosen job: the server renders each job's fields (from the
+  // job's declaration) into a <template>; choosing a job puts a copy of its template into the form.
+  var action = document.querySelector("[data-trigger-action]");
   if (action) {
-    var userField = document.querySelector("[data-user-field]");
-    var userInput = document.getElementById("trigger-user");
-    var syncUser = function () {
-      var option = action.options[action.selectedIndex];
-      var needsUser = option && option.getAttribute("data-user") === "yes";
-      userInput.required = needsUser;
-      userInput.disabled = !needsUser;
-      userField.classList.toggle("muted", !needsUser);
+    var fieldsBox = document.querySelector("[data-job-fields]");
+    var showFields = function () {
+      var template = document.querySelector('template[data-fields-for="' + CSS.escape(action.value) + '"]');
+      if (template) fieldsBox.replaceChildren(template.content.cloneNode(true));
     };
-    action.addEventListener("change", syncUser);
-    syncUser();
+    action.addEventListener("change", showFields);
+    showFields(); // also after the browser restored a choice on going back
   }
 
   // ------------------------------------------------------------------ dashboard
@@ -242,6 +240,11 @@
     for (var b = 0; b < brokers.length; b++) {
       var bkey = brokers[b].getAttribute("data-broker").split("|");
       if (queues[bkey[0]]) brokers[b].textContent = String(queues[bkey[0]][bkey[1]]);
+    }
+    var unserved = document.querySelectorAll("[data-unserved]");
+    for (var u = 0; u < unserved.length; u++) {
+      var uq = queues[unserved[u].getAttribute("data-unserved")];
+      if (uq) unserved[u].hidden = !uq.unserved;
     }
     var retryButtons = document.querySelectorAll("[data-retry-all]");
     for (var r = 0; r < retryButtons.length; r++) {

@@ -211,6 +211,13 @@ def test_the_trigger_body_is_documented_per_job_as_the_server_enforces_it(
     assert name["schema"]["anyOf"][0]["pattern"] == "^[^\\u0000]*$"
 
 
+def test_a_whole_number_written_7_0_is_an_integer_as_json_schema_says(client: TestClient, ada: User) -> None:
+    response = client.post("/api/jobs", json={"action": "process-user-data", "user_id": float(ada.id)})
+
+    assert response.status_code == 202, response.text
+    assert client.get(response.json()["url"]).json()["arguments"] == {"args": [ada.id], "kwargs": {}}
+
+
 def test_a_body_that_is_not_json_is_422(client: TestClient) -> None:
     response = client.post("/api/jobs", content=b"action=update-all-actions", headers={"Content-Type": "text/plain"})
 

@@ -50,7 +50,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     described = {
-        400: "Unknown action (the valid ones are listed)",
+        400: "A body that cannot be read as JSON, or an unknown action (the valid ones are listed)",
         403: "Cookie session without CSRF token",
         404: "No job with this id",
         409: "The job's state does not allow this",
@@ -65,7 +65,14 @@ probes = APIRouter(tags=["operations"])
 
 State = Literal[STATES]  # type: ignore[valid-type]
 QueueName = Literal[QUEUES]  # type: ignore[valid-type]
-JobId = Annotated[str, Path(description="The job id (a UUID)")]
+#: A job id is a UUID; any other text is answered 404 like an unknown id (the pattern documents the shape).
+JobId = Annotated[
+    str,
+    Path(
+        description="The job id (a UUID)",
+        json_schema_extra={"pattern": "^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$"},
+    ),
+]
 
 # --------------------------------------------------------------------------- jobs
 
@@ -114,7 +121,9 @@ def list_jobs(
         Filter | None, Query(description="Job name, e.g. update-all-actions or update-all-actions.batch")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=registry_queries.MAX_PAGE)] = 50,
-    cursor: Annotated[Filter | None, Query(description="The 'next' value of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(pattern="^[A-Za-z0-9_-]+$", description="The 'next' value of the previous page")
+    ] = None,
     children: Annotated[bool, Query(description="Include the pieces of a run (batches)")] = False,
 ) -> dict[str, Any]:
     """Jobs newest first, one page at a time (keyset pagination), with the counts per queue and state."""
@@ -128,7 +137,9 @@ def list_jobs(
     return {**page, "next_url": next_url, "counts": counts}
 
 
-@router.post("/jobs/retry-failed", tags=["jobs"], response_model=RetryFailedResult, responses=_errors(403, 422))
+@router.post(
+    "/jobs/retry-failed", tags=["jobs"], response_model=RetryFailedResult, responses=_errors(400, 403, 413, 422)
+)
 def retry_failed(request: Request, body: RetryFailedRequest) -> dict[str, Any]:
     """Run every failed job of a queue again (up to 1000 per call; ``more`` says when to call again)."""
     return services.retry_all_failed(web_context(request), body.queue)
@@ -157,7 +168,7 @@ def cancel_job(request: Request, job_id: JobId) -> dict[str, Any]:
 # --------------------------------------------------------------------------- queues
 
 
-@router.get("/queues", response_model=Queues, tags=["queues"])
+@router.get("/queues", response_model=Queues, tags=["queues"], responses=_errors())
 def list_queues(request: Request) -> dict[str, Any]:
     """Per queue: pending and scheduled in the broker, counts per state, throughput per minute, consumers."""
     return services.queues_overview(web_context(request))
@@ -215,7 +226,9 @@ def _broker_ok() -> None:
         queue.pending_count()
 
 
-@probes.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics (text format)")
+@probes.get(
+    "/metrics", response_class=PlainTextResponse, summary="Prometheus metrics (text format)", responses=_errors()
+)
 def metrics(request: Request) -> Response:
     context = web_context(request)
     with context.connection():

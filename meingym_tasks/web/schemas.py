@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic.json_schema import models_json_schema
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from meingym_tasks.jobs.declare import Text, explain, property_schemas
+from meingym_tasks.jobs.declare import Text, explain, property_schemas, value_schema
 from meingym_tasks.names import QUEUES
 from meingym_tasks.registry.models import STATES
 from meingym_tasks.settings import Settings
@@ -122,7 +122,7 @@ def _request_model(models: dict[str, type[BaseModel]]) -> type[RootModel[Any]]:
                 ]
             try:
                 # JSON rules, as the API's client wrote it: a date is an ISO string, "7" is not a number.
-                value = adapter.validate_json(json.dumps(data))
+                value = adapter.validate_json(json.dumps(_whole_numbers(data, models[data["action"]])))
             except ValidationError as exc:
                 for error in explain(models[data["action"]], _untagged(exc)):
                     errors.append(_detail(tuple(error["loc"]), error["type"], error["msg"], error.get("input")))
@@ -137,6 +137,17 @@ def _request_model(models: dict[str, type[BaseModel]]) -> type[RootModel[Any]]:
         'The old body {"action": "update-all-actions"} is valid as it is.',
         __validators__={"as_json": model_validator(mode="wrap")(classmethod(as_json))},  # type: ignore[dict-item, arg-type]
     )
+
+
+def _whole_numbers(data: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """``data`` with 7.0 as 7 where the schema says integer: JSON Schema counts 7.0 as an integer."""
+    integers = {
+        name for name, schema in property_schemas(model).items() if value_schema(schema).get("type") == "integer"
+    }
+    return {
+        key: int(value) if key in integers and isinstance(value, float) and value.is_integer() else value
+        for key, value in data.items()
+    }
 
 
 def _untagged(exc: ValidationError) -> list[dict[str, Any]]:

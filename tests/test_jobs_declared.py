@@ -166,3 +166,27 @@ def test_the_public_jobs_are_declared_with_their_queue_parameters_and_descriptio
     assert declared["process-user-data"].queue == "users-processing"
     assert declared["process-user-data"].parameters["user_id"]["maximum"] == MAX
     assert declared["send-welcome-email"].description == "Send the welcome email to one user, once per job."
+
+
+def note(text: str, tag: str | None = None) -> str:
+    """Keep a note (a job with text parameters, declared by the test below)."""
+    return text
+
+
+def test_text_parameters_refuse_nul_and_document_it(queue_settings: Settings) -> None:
+    from meingym_tasks.jobs import job
+
+    declared = job(users_queue, "note")(note)
+    try:
+        with pytest.raises(InvalidJobArguments, match="text: must not contain a NUL character"):
+            declared("a\x00b")
+        with pytest.raises(InvalidJobArguments, match="tag: must not contain a NUL character"):
+            declared("fine", tag="\x00")
+        declared("fine", tag="ok")
+        schema = declared.spec.parameters
+    finally:
+        declared.unregister()
+
+    assert schema["text"]["pattern"] == "^[^\\u0000]*$"
+    assert [option.get("pattern") for option in schema["tag"]["anyOf"]] == ["^[^\\u0000]*$", None]
+    assert users_queue.pending_count() == 1

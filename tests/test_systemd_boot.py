@@ -324,7 +324,7 @@ class Deployment:
 
 
 def cli_outcome(output: str) -> dict[str, Any]:
-    """The ``status:`` and ``result:`` lines ``trigger --wait`` prints."""
+    """The ``job_id:``, ``status:`` and ``result:`` lines ``trigger --wait`` prints."""
     job_id = re.search(r"^job_id: (\S+)$", output, re.M)
     status = re.search(r"^status: (\w+)$", output, re.M)
     result = re.search(r"^result: (.*)$", output, re.M)
@@ -700,6 +700,7 @@ def test_the_rolling_upgrade_as_written_keeps_jobs_flowing_and_loses_none(deploy
         run_id = d.enqueue("update-all-actions")
         delayed = [d.enqueue("process-user-data", user_id=user, delay=2) for user in range(1, 11)]
         wait_for(lambda: (d.job(run_id)["progress"]["done"] or 0) > 0, 60, "the run's first batch", poll=0.05)
+        before_switch = d.job(run_id)["state"]
         # 2. Migrate first (the switch and the restart).
         switch = follow(d.shell, d.runbook, "upgrade-switch")
         new = {unit: d.cmdline(unit) for unit in (ACTIONS, USERS)}
@@ -713,6 +714,7 @@ def test_the_rolling_upgrade_as_written_keeps_jobs_flowing_and_loses_none(deploy
 
     outcomes = d.wait_done([run_id, *delayed, *producer.accepted], timeout=240)
 
+    assert before_switch == "running", "the restart should land in the middle of the run"
     assert "venv-0.1.0" in old[ACTIONS][0] and "venv-0.1.0" in old[USERS][0], old
     assert "venv-0.2.0" in new[ACTIONS][0] and "venv-0.2.0" in new[USERS][0], new
     assert d.cli("--version").stdout.split()[-1] == "0.2.0"

@@ -12,7 +12,6 @@ import click
 from meingym_tasks.exceptions import ConfigurationError
 from meingym_tasks.settings import Settings
 
-MAX_USER_ID = 2**63 - 1
 EXIT_USAGE = 2
 
 

@@ -100,6 +100,19 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+# --------------------------------------------------------------------------- what the machine must have
+
+
+@pytest.fixture(scope="module", autouse=True)
+def a_machine_that_can_boot_a_container() -> None:
+    """Skip (fail under MEINGYM_TEST_REQUIRE_SERVICES=1) before any work, saying what is missing."""
+    problem = nspawn.problem()
+    if problem:
+        skip_or_fail(f"cannot boot a container here: {problem}")
+    require("redis")
+    require("postgres")
+
+
 # --------------------------------------------------------------------------- services on the host
 
 
@@ -227,9 +240,6 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def machine(tmp_path_factory: pytest.TempPathFactory, releases: Path) -> Iterator[nspawn.Container]:
     """A booted container (a real systemd as PID 1), stopped and removed after the module."""
-    problem = nspawn.problem()
-    if problem:
-        skip_or_fail(f"cannot boot a container here: {problem}")
     artifacts = tmp_path_factory.mktemp("systemd-boot")
     started = time.monotonic()
     try:

@@ -7,18 +7,10 @@ service fails the run instead.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from email import message_from_bytes
-from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -29,44 +21,37 @@ from aiosmtpd.controller import Controller
 from meingym_tasks.db.database import database, init_database
 from meingym_tasks.queue import queues
 from meingym_tasks.settings import Settings
+from tests.helpers import (
+    BROKERS,
+    CLAIM_KEY,
+    REDIS_URL,
+    Inbox,
+    empty_postgres_tables,
+    free_port,
+    only_test_keys,
+    require,
+    throwaway_postgres_database,
+)
 
-REDIS_URL = os.environ.get("MEINGYM_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-POSTGRES_ADMIN_URL = os.environ.get("MEINGYM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REQUIRE_SERVICES = os.environ.get("MEINGYM_TEST_REQUIRE_SERVICES") == "1"
-
-
-def _redis_problem() -> str | None:
-    import redis
-
-    try:
-        redis.Redis.from_url(f"{REDIS_URL}/0", socket_connect_timeout=1).ping()
-    except Exception as exc:  # any failure means "not usable here"
-        return f"Redis at {REDIS_URL} is not reachable: {exc}"
-    return None
-
-
-def _postgres_problem() -> str | None:
-    try:
-        import psycopg
-
-        psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=2).close()
-    except Exception as exc:
-        return f"PostgreSQL at {POSTGRES_ADMIN_URL} is not reachable: {exc}"
-    return None
+# --------------------------------------------------------------------------- the matrix
 
 
-_problems: dict[str, str | None] = {}
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PostgreSQL broker runs with the PostgreSQL project database only.
 
-
-def require(service: str) -> None:
-    """Skip (or, with MEINGYM_TEST_REQUIRE_SERVICES=1, fail) when a service is down."""
-    if service not in _problems:
-        _problems[service] = {"redis": _redis_problem, "postgres": _postgres_problem}[service]()
-    problem = _problems[service]
-    if problem:
-        if REQUIRE_SERVICES:
-            pytest.fail(problem + " (MEINGYM_TEST_REQUIRE_SERVICES=1)")
-        pytest.skip(problem)
+    A deployment that wants no Redis has PostgreSQL for its data already; the
+    broker alone is tested on its own (``test_brokers.py``, ``queue_settings``).
+    Pairing it with SQLite too would add some 40 s to a run for no new case.
+    """
+    keep, deselected = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        pairing = (params.get("broker_url"), params.get("database_url"))
+        (deselected if pairing == ("postgres", "sqlite") else keep).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = keep
 
 
 # --------------------------------------------------------------------------- isolation
@@ -111,21 +96,13 @@ def make_settings(make_env: Callable[..., dict[str, str]]) -> Callable[..., Sett
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL database for this test run, dropped at the end."""
-    require("postgres")
-    import psycopg
-
-    name = f"meingym_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        if database.obj is not None and not database.is_closed():
-            database.close()
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A throwaway PostgreSQL database for this test run's project data, dropped at the end."""
+    with throwaway_postgres_database("meingym_test") as url:
+        try:
+            yield url
+        finally:
+            if database.obj is not None and not database.is_closed():
+                database.close()
 
 
 _migrated_postgres: set[str] = set()
@@ -185,19 +162,6 @@ def squat(db: peewee.Database) -> Any:
 # --------------------------------------------------------------------------- brokers
 
 
-CLAIM_KEY = "meingym-tasks:test-session"
-
-
-def only_test_keys(client: Any) -> bool:
-    """True when the database holds nothing but huey keys (left by an earlier test run) and our claim."""
-    for number, key in enumerate(client.scan_iter(count=200)):
-        if not key.startswith((b"huey.", CLAIM_KEY.encode())):
-            return False
-        if number > 1000:
-            return False
-    return True
-
-
 @pytest.fixture(scope="session")
 def redis_test_url() -> Iterator[str]:
     """An otherwise unused Redis database number for this test session.
@@ -224,11 +188,27 @@ def redis_test_url() -> Iterator[str]:
     pytest.fail(f"no free Redis database at {REDIS_URL} (1-15 are claimed or in use)")
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(scope="session")
+def postgres_broker_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database for the PostgreSQL broker's tables, apart from the project data."""
+    with throwaway_postgres_database("meingym_broker") as url:
+        yield url
+
+
+@pytest.fixture(params=BROKERS)
 def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Every queue test runs on the SQLite broker and on Redis (a database of its own, flushed per test)."""
+    """Every queue test runs on each broker: a SQLite file, a Redis database and a PostgreSQL database
+    of its own, emptied before and after each test (``MEINGYM_TEST_BROKERS`` narrows the list)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'data' / 'queue.db'}"
+        return
+    if request.param == "postgres":
+        url = str(request.getfixturevalue("postgres_broker_url"))
+        empty_postgres_tables(url)
+        try:
+            yield url
+        finally:
+            empty_postgres_tables(url)
         return
     import redis
 
@@ -278,84 +258,7 @@ def queue_settings(broker_url: str, make_settings: Callable[..., Settings]) -> I
         queues.reset()
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, what: str | Callable[[], str]) -> Any:
-    """Poll ``condition`` until it returns something true (returned), or fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
-
-
-def run_due(queue: queues.MeinGymHuey) -> int:
-    """Do what a consumer does once, at the current (possibly frozen) time.
-
-    Moves due scheduled jobs onto the queue and executes everything queued,
-    through huey's own ``read_schedule``/``dequeue``/``execute``. Returns the
-    number of jobs executed.
-    """
-    executed = 0
-    for task in queue.read_schedule():
-        queue.enqueue(task)
-    while queue.pending_count():  # Redis's dequeue blocks for a second on an empty queue
-        task = queue.dequeue()
-        if task is not None:
-            queue.execute(task)
-            executed += 1
-    return executed
-
-
-@contextlib.contextmanager
-def running_consumers(env: dict[str, str], log_dir: Path, workers: int = 2) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Both queues' consumers as real ``huey_consumer`` processes, stopped with SIGINT afterwards."""
-    huey_consumer = Path(sys.executable).parent / "huey_consumer"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    procs = []
-    for name in ("actions", "users"):
-        log = open(log_dir / f"consumer-{name}.log", "wb")  # noqa: SIM115 (closed with the process)
-        procs.append(
-            subprocess.Popen(
-                [str(huey_consumer), f"meingym_tasks.consumers.{name}", "-w", str(workers), "-k", "thread"],
-                env={**os.environ, **env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-        log.close()
-    try:
-        yield procs
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGINT)
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 # --------------------------------------------------------------------------- SMTP
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps every message it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (bound, then released): a closed port, or one for a server."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

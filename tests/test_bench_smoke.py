@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import POSTGRES_ADMIN_URL, REQUIRE_SERVICES, require
+from tests.helpers import POSTGRES_ADMIN_URL, REQUIRE_SERVICES, require
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 

@@ -15,8 +15,7 @@ from click.testing import CliRunner, Result
 from meingym_tasks.cli.main import cli
 from meingym_tasks.domain.seed import seed_demo_data
 from meingym_tasks.queue import queues
-
-from conftest import running_consumers
+from tests.helpers import running_consumers
 
 
 @pytest.fixture

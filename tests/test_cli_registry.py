@@ -13,8 +13,7 @@ from meingym_tasks.cli.main import cli
 from meingym_tasks.domain.models import User
 from meingym_tasks.queue import queues
 from meingym_tasks.queue.queues import users_queue
-
-from conftest import run_due
+from tests.helpers import run_due
 
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,8 +17,7 @@ from click.testing import CliRunner, Result
 from meingym_tasks.cli.main import cli
 from meingym_tasks.db.migrate import MIGRATIONS_DIR
 from meingym_tasks.queue import queues
-
-from conftest import POSTGRES_ADMIN_URL, require
+from tests.helpers import throwaway_postgres_database
 
 EVERY_MIGRATION = sorted(path.stem for path in MIGRATIONS_DIR.glob("[0-9]*.py"))
 
@@ -134,17 +132,8 @@ def unmigrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh' / 'meingym.db'}"
         return
-    require("postgres")
-    import psycopg
-
-    name = f"meingym_check_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_postgres_database("meingym_check") as url:
+        yield url
 
 
 def test_an_unmigrated_database_exits_1_naming_the_pending_migrations(

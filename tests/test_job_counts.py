@@ -15,8 +15,7 @@ from meingym_tasks.registry import queries, recorder_for
 from meingym_tasks.registry.models import JobCount, JobRecord
 from meingym_tasks.registry.recorder import flush_all
 from meingym_tasks.settings import Settings
-
-from conftest import run_due
+from tests.helpers import run_due
 
 NOW = "2026-11-29 10:00:00"
 

@@ -20,8 +20,7 @@ from meingym_tasks.jobs import (
     wait_for_result,
 )
 from meingym_tasks.settings import Settings
-
-from conftest import running_consumers
+from tests.helpers import running_consumers
 
 pytestmark = pytest.mark.slow
 

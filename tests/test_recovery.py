@@ -13,7 +13,6 @@ from meingym_tasks.queue import queues
 from meingym_tasks.queue.queues import users_queue
 from meingym_tasks.queue.reliable import Lease
 from meingym_tasks.settings import Settings
-
 from tests.helpers import run_due
 
 

@@ -29,8 +29,7 @@ from meingym_tasks.queue.queues import users_queue
 from meingym_tasks.registry import queries, recorder_for
 from meingym_tasks.registry.recorder import flush_all
 from meingym_tasks.settings import Settings
-
-from conftest import Inbox, free_port, run_due
+from tests.helpers import Inbox, free_port, run_due
 
 NOW = "2026-11-29 10:00:00"
 

@@ -25,8 +25,7 @@ from meingym_tasks.jobs import (
 from meingym_tasks.queue import queues
 from meingym_tasks.queue.queues import users_queue
 from meingym_tasks.settings import Settings
-
-from conftest import free_port, running_consumers, wait_until
+from tests.helpers import free_port, running_consumers, wait_until
 
 pytestmark = pytest.mark.slow
 

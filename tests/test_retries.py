@@ -10,8 +10,7 @@ from meingym_tasks.jobs import job_result, schedule_user_processing, schedule_we
 from meingym_tasks.queue import queues
 from meingym_tasks.queue.queues import users_queue
 from meingym_tasks.settings import Settings
-
-from conftest import free_port, run_due
+from tests.helpers import free_port, run_due
 
 
 def test_a_transient_error_is_retried_after_5_then_15_seconds_and_fails_after_3_attempts(

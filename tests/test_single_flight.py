@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from meingym_tasks.jobs import schedule_actions_update
+from meingym_tasks.names import ACTIONS_QUEUE
 from meingym_tasks.queue import single_flight
+from meingym_tasks.queue.app import MeinGymHuey
 from meingym_tasks.queue.queues import actions_queue
 from meingym_tasks.settings import Settings
-
-from conftest import run_due
+from tests.helpers import run_due
 
 
 def test_concurrent_triggers_get_one_run(app_settings: Settings) -> None:
@@ -19,6 +21,34 @@ def test_concurrent_triggers_get_one_run(app_settings: Settings) -> None:
     assert len({a["job_id"] for a in answers}) == 1
     assert sum(not a["deduplicated"] for a in answers) == 1
     assert actions_queue.pending_count() == 1
+
+
+def test_triggers_with_connections_of_their_own_agree_on_one_holder(app_settings: Settings) -> None:
+    """As the web app, the CLI and the nightly scheduler do from processes of their own.
+
+    (Threads sharing one queue share its SQL connection, which takes them one at a time.)
+    """
+    queues = [MeinGymHuey(ACTIONS_QUEUE) for _ in range(8)]
+    for queue in queues:
+        queue.configure(app_settings)
+        single_flight.current(queue)  # connected before the race
+    barrier = threading.Barrier(len(queues), timeout=60)
+
+    def trigger(number: int) -> str | None:
+        barrier.wait()
+        return single_flight.claim(queues[number], f"job-{number}")
+
+    try:
+        with ThreadPoolExecutor(max_workers=len(queues)) as pool:
+            holders = list(pool.map(trigger, range(len(queues))))
+    finally:
+        for queue in queues:
+            queue.close()
+
+    winners = [f"job-{number}" for number, holder in enumerate(holders) if holder is None]
+    assert len(winners) == 1, holders
+    assert {holder for holder in holders if holder is not None} == set(winners)
+    assert single_flight.current(actions_queue) == winners[0]
 
 
 def test_the_claim_is_released_when_the_run_finishes(app_settings: Settings) -> None:

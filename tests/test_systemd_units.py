@@ -27,8 +27,7 @@ import peewee
 import pytest
 
 from meingym_tasks.settings import read_env_file
-
-from conftest import POSTGRES_ADMIN_URL, REQUIRE_SERVICES, require
+from tests.helpers import REQUIRE_SERVICES, throwaway_postgres_database
 
 ROOT = Path(__file__).parent.parent
 UNITS_DIR = ROOT / "systemd"
@@ -498,19 +497,8 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh' / 'meingym.db'}"
         return
-    require("postgres")
-    import uuid
-
-    import psycopg
-
-    name = f"meingym_deploy_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_postgres_database("meingym_deploy") as url:
+        yield url
 
 
 @pytest.mark.slow

@@ -22,8 +22,7 @@ from meingym_tasks.queue.queues import actions_queue, users_queue
 from meingym_tasks.registry.models import ConsumerRecord, JobRecord
 from meingym_tasks.settings import Settings
 from meingym_tasks.web import WebSettings, create_app
-
-from conftest import free_port, run_due
+from tests.helpers import free_port, run_due
 
 TOKEN = "test-admin-token-0123456789"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
@@ -517,8 +516,7 @@ def test_metrics_are_prometheus_text_with_jobs_durations_depth_and_consumers(
 
 def test_dead_letters_are_listed_with_their_reasons(client: TestClient, app_settings: Settings) -> None:
     from meingym_tasks.queue.queues import users_queue
-
-    from conftest import run_due
+    from tests.helpers import run_due
 
     users_queue.storage.enqueue(b"\x00 not a huey message")
     run_due(users_queue)

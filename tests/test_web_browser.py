@@ -26,8 +26,7 @@ from meingym_tasks.domain.seed import seed_demo_data
 from meingym_tasks.queue import queues
 from meingym_tasks.settings import Settings
 from meingym_tasks.web import WebSettings, create_app
-
-from conftest import REQUIRE_SERVICES, free_port, running_consumers
+from tests.helpers import REQUIRE_SERVICES, free_port, running_consumers
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,7 @@ from meingym_tasks.domain.models import User
 from meingym_tasks.queue.queues import users_queue
 from meingym_tasks.settings import Settings
 from meingym_tasks.web import WebSettings, create_app
-
-from conftest import run_due
+from tests.helpers import run_due
 
 TOKEN = "dashboard-test-token-0123456789"
 WHOLE_NUMBER = f"a whole number from 1 to {2**63 - 1}"

@@ -13,8 +13,7 @@ from meingym_tasks.jobs.tasks import send_welcome_email
 from meingym_tasks.queue import queues
 from meingym_tasks.queue.queues import users_queue
 from meingym_tasks.settings import Settings
-
-from conftest import Inbox, free_port, run_due
+from tests.helpers import Inbox, free_port, run_due
 
 
 @pytest.fixture

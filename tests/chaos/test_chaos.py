@@ -30,8 +30,7 @@ from meingym_tasks.jobs import counts, dead_letters, schedule_user_processing, s
 from meingym_tasks.queue import queues
 from meingym_tasks.queue.queues import users_queue
 from meingym_tasks.settings import Settings
-
-from conftest import free_port, wait_until
+from tests.helpers import free_port, wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -129,7 +128,9 @@ def make_users(count: int) -> list[int]:
 
 
 SETUPS = pytest.mark.parametrize(
-    ("broker_url", "database_url"), [("sqlite", "sqlite"), ("redis", "postgres")], indirect=True
+    ("broker_url", "database_url"),
+    [("sqlite", "sqlite"), ("redis", "postgres")],
+    indirect=True,
 )
 
 

@@ -28,7 +28,10 @@ _lock = threading.Lock()
 def progress(done: int, total: int | None = None, message: str | None = None) -> None:
     """Report ``done`` of ``total`` for the job running in this thread (no-op outside a job).
 
-    Raises :class:`JobCancelled` when somebody asked for the job to stop.
+    Raises :class:`JobCancelled` when somebody asked for the job to stop; that is
+    checked with each report that is written (at most every ``MIN_INTERVAL``
+    seconds, and always the last), so a cancelled job stops within half a second
+    of work.
     """
     task = current_task.get()
     if task is None:

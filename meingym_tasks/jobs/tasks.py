@@ -32,7 +32,7 @@ from meingym_tasks.domain.models import Action, SentEmail, User, write_transacti
 from meingym_tasks.domain.rescoring import action_id_bounds, rescore_actions
 from meingym_tasks.exceptions import JobCancelled, UnknownUser
 from meingym_tasks.jobs.declare import ExistingRun, job
-from meingym_tasks.jobs.progress import add_progress, cancel_requested, set_progress
+from meingym_tasks.jobs.progress import add_progress, cancel_requested, progress
 from meingym_tasks.names import (
     NIGHTLY_UPDATE,
     PROCESS_USER_DATA,
@@ -100,7 +100,8 @@ def update_all_actions(task: Task) -> None:
     started = time.time()
     bounds = action_id_bounds()
     ranges = id_ranges(*bounds, actions_queue.settings.update_batch_size) if bounds else []
-    set_progress(task.id, 0, Action.select().count(), f"scoring in {len(ranges)} batch(es)")
+    # Also where a run cancelled before it fans out stops (JobCancelled): no batch is enqueued.
+    progress(0, Action.select().count(), f"scoring in {len(ranges)} batch(es)")
     defer_completion(task)
     logger.info("update-all-actions %s: %d batch(es) over ids %s", task.id, len(ranges), bounds)
     batches = [score_actions_batch.s(first, last, parent_id=task.id) for first, last in ranges]

@@ -30,7 +30,9 @@ POSTGRES_ADMIN_URL = os.environ.get("MEINGYM_TEST_POSTGRES_URL", "postgresql://p
 REQUIRE_SERVICES = os.environ.get("MEINGYM_TEST_REQUIRE_SERVICES") == "1"
 #: The brokers every queue test runs on; ``MEINGYM_TEST_BROKERS=sqlite,redis`` narrows them (as peewee's
 #: ``PEEWEE_TEST_BACKEND`` chooses its backend).
-BROKERS = [name.strip() for name in os.environ.get("MEINGYM_TEST_BROKERS", "sqlite,redis").split(",") if name.strip()]
+BROKERS = [
+    name.strip() for name in os.environ.get("MEINGYM_TEST_BROKERS", "sqlite,redis,postgres").split(",") if name.strip()
+]
 if not BROKERS or not set(BROKERS) <= {"sqlite", "redis", "postgres"}:
     raise ValueError(f"MEINGYM_TEST_BROKERS: expected some of sqlite, redis, postgres (comma-separated), not {BROKERS}")
 

@@ -1,14 +1,15 @@
-"""huey's own storage test suite, run against our brokers, plain and with reliable fetch on.
+"""huey's own storage test suite, run against each of our brokers, plain and with reliable fetch on.
 
 Our storages change how messages are taken and how results expire; everything
-else must still behave exactly as huey's storages do.
+else must still behave exactly as huey's storages do. What reliable fetch,
+claims and retention add is tested in ``test_brokers.py``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("HUEY_SLOW_TESTS", "1")  # before huey.tests is imported: include the slow cases
 
@@ -17,30 +18,25 @@ from huey import Huey
 from huey.tests.base import BaseTestCase
 from huey.tests.test_storage import StorageTests
 
-from meingym_tasks.queue.brokers import RedisBroker, SqliteBroker
+from meingym_tasks.queue.brokers import PostgresBroker, RedisBroker, SqliteBroker
+from tests.helpers import empty_postgres_tables
 
 
 @pytest.fixture(autouse=True)
-def _locations(request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    if request.cls is not None:
-        request.cls.tmp_path = tmp_path
-        if issubclass(request.cls, RedisContract):
-            request.cls.redis_url = str(request.getfixturevalue("redis_test_url"))
-
-
-class LeasedChecks:
-    """What reliable fetch adds to huey's contract."""
-
-    s: Any
-
-    def test_a_taken_message_stays_in_flight_until_acknowledged(self: Any) -> None:
-        self.s.enqueue(b"job-1")
-
-        taken = self.s.dequeue()
-
-        self.assertEqual(self.s.inflight(), [b"job-1"])
-        self.s.ack([taken])
-        self.assertEqual(self.s.inflight(), [])
+def _locations(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
+    if request.cls is None:
+        yield
+        return
+    request.cls.tmp_path = tmp_path
+    if issubclass(request.cls, RedisContract):
+        request.cls.redis_url = str(request.getfixturevalue("redis_test_url"))
+    if not issubclass(request.cls, PostgresContract):
+        yield
+        return
+    url = request.cls.dsn = str(request.getfixturevalue("postgres_broker_url"))
+    empty_postgres_tables(url)  # huey's tests flush the queue's rows, not the in-flight ones
+    yield
+    empty_postgres_tables(url)
 
 
 class RedisContract(StorageTests, BaseTestCase):
@@ -69,11 +65,35 @@ class SqliteContract(StorageTests, BaseTestCase):
         return huey
 
 
+class PostgresContract(StorageTests, BaseTestCase):
+    __test__ = False
+    supports_ttl = True  # our PostgreSQL broker implements put_if_empty(ttl=)
+    dsn = ""
+    leased = False
+
+    def get_huey(self) -> Huey:
+        huey = Huey(
+            "contract-postgres",
+            storage_class=PostgresBroker,
+            dsn=self.dsn,
+            table_prefix="meingym_queue",
+            read_timeout=0.1,  # as huey's own PostgreSQL tests: an empty blocking dequeue waits this long
+            utc=False,
+        )
+        if self.leased:
+            huey.storage.lease_for("contract-consumer")
+        return huey
+
+    def tearDown(self) -> None:
+        super().tearDown()
+        self.huey.storage.close()
+
+
 class TestRedisBrokerPlain(RedisContract):
     __test__ = True
 
 
-class TestRedisBrokerLeased(LeasedChecks, RedisContract):
+class TestRedisBrokerLeased(RedisContract):
     __test__ = True
     leased = True
 
@@ -82,6 +102,15 @@ class TestSqliteBrokerPlain(SqliteContract):
     __test__ = True
 
 
-class TestSqliteBrokerLeased(LeasedChecks, SqliteContract):
+class TestSqliteBrokerLeased(SqliteContract):
+    __test__ = True
+    leased = True
+
+
+class TestPostgresBrokerPlain(PostgresContract):
+    __test__ = True
+
+
+class TestPostgresBrokerLeased(PostgresContract):
     __test__ = True
     leased = True

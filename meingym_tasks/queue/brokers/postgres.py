@@ -13,6 +13,7 @@ class PostgresBroker(SqlLeases, PostgresStorage):
     """PostgreSQL as broker, for deployments that want no Redis."""
 
     param = "%s"
+    _key = PostgresStorage._key  # keys as text, as huey's own PostgreSQL storage stores them
 
     def __init__(self, name: str, dsn: str, **kwargs: Any) -> None:
         super().__init__(name, dsn=dsn, create_tables=False, **kwargs)
@@ -40,7 +41,11 @@ class PostgresBroker(SqlLeases, PostgresStorage):
     def conn(self) -> Any:
         conn = PostgresStorage.conn.fget(self)  # type: ignore[attr-defined]
         if not self._schema_ready:
-            with conn.cursor() as curs:
+            # "create table if not exists" is not safe against itself: two processes creating a
+            # table at once fail one with a unique violation in pg_type (both consumers starting
+            # on a new database). One transaction under an advisory lock makes them take turns.
+            with conn.transaction(), conn.cursor() as curs:
+                curs.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"meingym-tasks ddl {self.table_kv}",))
                 for sql in self.ddl:
                     curs.execute(sql)
             self._schema_ready = True

@@ -29,8 +29,13 @@ return #ARGV"""
 ACK_CHUNK = 1_000
 
 
+def milliseconds(ttl: float) -> int:
+    """A time to live in seconds as Redis's ``PX`` (at least 1: Redis refuses 0)."""
+    return max(1, round(ttl * 1000))
+
+
 class RedisBroker(RedisExpireStorage):
-    """Redis: results expire by themselves (``SET ... EX``); reliable fetch with in-flight lists.
+    """Redis: results expire by themselves (``SET ... PX``); reliable fetch with in-flight lists.
 
     A consumer that called :meth:`lease_for` takes a message with ``BLMOVE``
     from the queue to its own in-flight list and removes it there only when
@@ -118,14 +123,24 @@ class RedisBroker(RedisExpireStorage):
     def move_due_to_queue(self, ts: Any) -> list[bytes]:
         return self._to_queue(keys=[self.schedule_key, self.queue_key], args=[self.convert_ts(ts)]) or []  # type: ignore[no-any-return]
 
+    def put_if_empty(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        """Claim ``key`` unless a live value holds it: True for exactly one of any racing callers.
+
+        One ``SET NX PX``: the claim and its time to live are one atomic step, and
+        Redis drops an expired claim itself. Replaces huey's
+        ``RedisExpireStorage.put_if_empty``, whose ``EX`` takes whole seconds only
+        (redis-py refuses a float such as 0.5).
+        """
+        return bool(self.conn.set(self.result_key(key), value, nx=True, px=None if ttl is None else milliseconds(ttl)))
+
     def put_result(self, key: str, value: bytes, ttl: float, delete: str | None = None) -> None:
         """Store a result for ``ttl`` seconds, deleting the key ``delete`` in the same round trip."""
         if delete is None:
-            self.conn.set(self.result_key(key), value, ex=ttl)
+            self.conn.set(self.result_key(key), value, px=milliseconds(ttl))
         else:
             pipe = self.conn.pipeline(transaction=False)
             pipe.delete(self.result_key(delete))
-            pipe.set(self.result_key(key), value, ex=ttl)
+            pipe.set(self.result_key(key), value, px=milliseconds(ttl))
             pipe.execute()
         if self.notify_result:
             self._notify(key)

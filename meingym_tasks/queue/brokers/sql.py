@@ -38,6 +38,10 @@ class SqlExpiry:
             f"create index if not exists {self.expiry_table}_expires on {self.expiry_table} (queue, expires)",
         ]
 
+    def _key(self, key: str) -> str:
+        """A key as the kv table stores it (PostgreSQL: text, as huey's own storage does; SQLite: as given)."""
+        return key
+
     def _set_expiry(self, curs: Any, key: str, ttl: float) -> None:
         p = self.param
         curs.execute(
@@ -48,11 +52,12 @@ class SqlExpiry:
 
     def put_result(self, key: str, value: bytes, ttl: float, delete: str | None = None) -> None:
         """Store a result for ``ttl`` seconds, deleting the key ``delete`` in the same transaction."""
-        p = self.param
+        p, key = self.param, self._key(key)
         with self.db(commit=True) as curs:
             if delete is not None:
-                curs.execute(f"delete from {self.kv_table} where queue = {p} and key = {p}", (self.name, delete))
-                curs.execute(f"delete from {self.expiry_table} where queue = {p} and key = {p}", (self.name, delete))
+                gone = self._key(delete)
+                curs.execute(f"delete from {self.kv_table} where queue = {p} and key = {p}", (self.name, gone))
+                curs.execute(f"delete from {self.expiry_table} where queue = {p} and key = {p}", (self.name, gone))
             curs.execute(self.upsert_kv, (self.name, key, value))
             self._set_expiry(curs, key, ttl)
 
@@ -64,7 +69,7 @@ class SqlExpiry:
 
     def peek_data(self, key: str) -> Any:
         """The value under ``key``, unless its time to live has passed (then as if absent)."""
-        p = self.param
+        p, key = self.param, self._key(key)
         rows = self.sql(
             f"select value from {self.kv_table} where queue = {p} and key = {p} and {self._live()}",
             (self.name, key, self.name, key, time.time()),
@@ -76,7 +81,7 @@ class SqlExpiry:
         return self.peek_data(key) is not EmptyData
 
     def delete_data(self, key: str) -> bool:
-        p = self.param
+        p, key = self.param, self._key(key)
         # huey deletes a job's revoke key after it ran (when no result goes with it, see
         # MeinGymHuey.delete), and there almost never is one: look first, so that the common
         # case is a read, not a write transaction and its lock.
@@ -90,24 +95,33 @@ class SqlExpiry:
         return deleted
 
     def put_if_empty(self, key: str, value: bytes, ttl: float | None = None) -> bool:
-        """Claim ``key`` unless a live (unexpired) value holds it; atomic in one transaction."""
-        p = self.param
+        """Claim ``key`` unless a live (unexpired) value holds it: True for exactly one of any racing callers.
+
+        huey's own SQL storages claim in one statement (``insert ... on conflict do
+        nothing``); a look followed by a write is not atomic under PostgreSQL's READ
+        COMMITTED. So here too: an expired claim is deleted by one statement (its
+        deadline in the WHERE), then one insert decides, and only its winner writes the
+        deadline, in the same transaction. Racers blocked on the expired row find it
+        gone once the winner commits and lose at the insert.
+        """
+        p, kv, expiry, key = self.param, self.kv_table, self.expiry_table, self._key(key)
+        now = time.time()
         with self.db(commit=True) as curs:
             curs.execute(
-                f"select 1 from {self.expiry_table} where queue = {p} and key = {p} and expires <= {p}",
-                (self.name, key, time.time()),
+                f"delete from {kv} where queue = {p} and key = {p} and exists (select 1 from {expiry} e "
+                f"where e.queue = {kv}.queue and e.key = {kv}.key and e.expires <= {p})",
+                (self.name, key, now),
             )
-            if curs.fetchone():  # an expired claim no longer counts
-                curs.execute(f"delete from {self.kv_table} where queue = {p} and key = {p}", (self.name, key))
-                curs.execute(f"delete from {self.expiry_table} where queue = {p} and key = {p}", (self.name, key))
-            curs.execute(f"select 1 from {self.kv_table} where queue = {p} and key = {p}", (self.name, key))
-            if curs.fetchone():
+            curs.execute(
+                f"insert into {kv} (queue, key, value) values ({p}, {p}, {p}) on conflict (queue, key) do nothing",
+                (self.name, key, value),
+            )
+            if curs.rowcount != 1:
                 return False
-            curs.execute(self.upsert_kv, (self.name, key, value))
             if ttl is not None:
                 self._set_expiry(curs, key, ttl)
-            else:
-                curs.execute(f"delete from {self.expiry_table} where queue = {p} and key = {p}", (self.name, key))
+            else:  # a deadline left from an expired claim must not end this one
+                curs.execute(f"delete from {expiry} where queue = {p} and key = {p}", (self.name, key))
             return True
 
     def prune_results(self, now: float | None = None) -> int:
@@ -223,11 +237,16 @@ class SqlLeases(SqlExpiry):
 
     def claim_one(self, dead_id: str) -> bytes | None:
         p = self.param
+        # Racing reapers on PostgreSQL (READ COMMITTED): "skip locked" lets each take a different
+        # row, and the outer "consumer = dead" makes a reaper that still meets a row another one
+        # just claimed (re-checked once that one commits) take nothing rather than take it twice.
+        skip_locked = " for update skip locked" if p == "%s" else ""
         with self.db(commit=True) as curs:
             curs.execute(
-                f"update {self.inflight_table} set consumer = {p} where id = (select id from {self.inflight_table} "
-                f"where queue = {p} and consumer = {p} order by id limit 1) returning data",
-                (self.consumer_id, self.name, dead_id),
+                f"update {self.inflight_table} set consumer = {p} where queue = {p} and consumer = {p} and id = "
+                f"(select id from {self.inflight_table} where queue = {p} and consumer = {p} "
+                f"order by id limit 1{skip_locked}) returning data",
+                (self.consumer_id, self.name, dead_id, self.name, dead_id),
             )
             row = curs.fetchone()
         return None if row is None else bytes(row[0])
@@ -257,9 +276,10 @@ class SqlLeases(SqlExpiry):
     def move_due_to_queue(self, ts: Any) -> list[bytes]:
         p = self.param
         with self.db(commit=True) as curs:
+            # Locked on PostgreSQL, so that two schedulers of one queue never both move a message.
             curs.execute(
                 f"select id, data from {self.schedule_table} where queue = {p} and timestamp <= {p} "
-                "order by timestamp, id",
+                "order by timestamp, id" + (" for update skip locked" if p == "%s" else ""),
                 (self.name, ts.timestamp()),
             )
             rows = curs.fetchall()

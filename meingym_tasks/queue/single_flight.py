@@ -1,10 +1,22 @@
-"""One run of ``update-all-actions`` at a time, decided in the broker.
+"""At most one run of ``update-all-actions`` at a time, decided in the broker, with two exceptions below.
 
-A claim is an atomic ``put_if_empty`` of ``{"job_id", "since"}`` under one key
-of the actions queue, with a time to live as the last resort for a run whose
-consumer died. Huey's ``lock_task`` is not enough here: it only stops a second
-run from executing, while a trigger must answer with the id of the run that
-already holds the claim.
+A trigger claims with an atomic ``put_if_empty`` of ``{"job_id", "since"}``
+under one key of the actions queue: of any number of triggers racing, exactly
+one wins (on every broker, ``tests/test_brokers.py``); the others answer with
+the id of the run that holds the claim. Huey's ``lock_task`` is not enough
+here: it only stops a second run from executing, while a trigger must answer
+with the id of the run that already holds the claim.
+
+What this does not promise:
+
+* The claim has a time to live (``MEINGYM_UPDATE_LOCK_TTL``), the last resort
+  for a run whose consumer died without releasing it. A run that lasts longer
+  loses its claim, and the next trigger starts a second run beside it.
+* Clearing a claim (:func:`release`, and the takeover of a holder that already
+  has a result) is a look followed by a delete, not one atomic step. Two
+  triggers that both find a finished holder at the same moment can each start
+  a run, and a release that races the takeover of its expired claim can delete
+  the new holder's claim.
 """
 
 from __future__ import annotations

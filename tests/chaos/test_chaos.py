@@ -129,7 +129,7 @@ def make_users(count: int) -> list[int]:
 
 SETUPS = pytest.mark.parametrize(
     ("broker_url", "database_url"),
-    [("sqlite", "sqlite"), ("redis", "postgres")],
+    [("sqlite", "sqlite"), ("redis", "postgres"), ("postgres", "postgres")],
     indirect=True,
 )
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import peewee
+import pytest
 from freezegun import freeze_time
 
+from meingym_tasks.db.database import database
 from meingym_tasks.domain.models import User
 from meingym_tasks.jobs import job_result, schedule_user_processing, schedule_welcome_email
 from meingym_tasks.queue import queues
@@ -57,5 +62,37 @@ def test_an_unknown_user_fails_at_once_without_retry(app_settings: Settings, db:
 
     assert outcome["status"] == "failed"
     assert outcome["error"] == "UnknownUser: user 999 does not exist"
+    assert outcome["retryable"] is False
+    assert users_queue.scheduled_count() == 0
+
+
+@pytest.fixture
+def job_with_bad_sql() -> Iterator[Any]:
+    """A job (registered for this test only) whose SQL PostgreSQL refuses for its data."""
+
+    @users_queue.job("test-bad-data")
+    def bad_data(text: str) -> int:
+        with database.connection_context():
+            return int(database.execute_sql("SELECT CAST(%s AS integer)", (text,)).fetchone()[0])
+
+    yield bad_data
+    bad_data.unregister()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_database_data_error_fails_at_once_without_retry(
+    app_settings: Settings, db: peewee.Database, job_with_bad_sql: Any
+) -> None:
+    with freeze_time("2026-11-29 10:00:00") as clock:
+        job_id = job_with_bad_sql("not a number").id
+
+        assert run_due(users_queue) == 1
+        clock.tick(3600)
+        assert run_due(users_queue) == 0
+
+        outcome = job_result(job_id)
+
+    assert outcome["status"] == "failed"
+    assert outcome["error"].startswith("DataError: invalid input syntax for type integer")
     assert outcome["retryable"] is False
     assert users_queue.scheduled_count() == 0

@@ -403,3 +403,36 @@ def test_one_winner_among_connections_racing_for_an_expired_claim(brokers: Broke
     outcome = claim_race(racers, rounds, LONG)
 
     assert_one_winner_per_round(racers, outcome)
+
+
+# --------------------------------------------------------------------------- compare-and-swap
+
+
+def test_swap_changes_a_claim_only_while_it_holds_the_expected_value(brokers: Brokers, clock: Clock) -> None:
+    broker = brokers.make()
+    assert broker.put_if_empty("claim", b"first", LONG)
+
+    assert not broker.swap("claim", b"someone else", b"second", LONG)  # not what it holds: nothing changes
+    assert broker.peek_data("claim") == b"first"
+    assert broker.swap("claim", b"first", b"second", clock.short)
+    assert broker.peek_data("claim") == b"second"
+    assert not broker.swap("claim", b"first", None)  # a stale holder's release leaves the new claim
+    assert broker.peek_data("claim") == b"second"
+
+    clock.pass_short()  # the swapped-in value lives for its own time to live
+
+    assert not broker.swap("claim", b"second", None)  # an expired claim is nobody's to release
+    assert broker.put_if_empty("claim", b"third", LONG)
+    assert broker.swap("claim", b"third", None)
+    assert not broker.has_data_for_key("claim")
+    assert not broker.swap("claim", b"third", b"fourth")  # nothing there: nothing to swap
+
+
+def test_one_winner_among_connections_racing_to_swap_one_claim(brokers: Brokers) -> None:
+    racers = connected(brokers, RACERS)
+    for number in range(ROUNDS):
+        assert racers[0].put_if_empty(f"race-{number}", b"stale", LONG)
+
+    outcome = race(racers, ROUNDS, lambda number, index, broker: broker.swap(f"race-{number}", b"stale", b"%d" % index))
+
+    assert_one_winner_per_round(racers, outcome)

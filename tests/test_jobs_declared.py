@@ -41,7 +41,7 @@ def test_calling_update_all_actions_twice_answers_with_the_run_in_progress(app_s
     assert isinstance(second, ExistingRun) and second.id == first.id
     assert helper == {"job_id": first.id, "deduplicated": True}
     assert actions_queue.pending_count() == 1
-    assert single_flight.current(actions_queue) == first.id
+    assert single_flight.current(actions_queue, "update-all-actions") == first.id
 
 
 def test_a_scheduled_update_all_actions_holds_the_claim_too(app_settings: Settings) -> None:
@@ -61,7 +61,7 @@ def test_a_refused_enqueue_releases_the_claim(queue_settings: Settings) -> None:
     with pytest.raises(InvalidJobArguments, match="delay"):
         update_all_actions(delay=-1)
 
-    assert single_flight.current(actions_queue) is None
+    assert single_flight.current(actions_queue, "update-all-actions") is None
 
 
 BAD_CALLS: list[tuple[tuple[Any, ...], dict[str, Any], str, str]] = [

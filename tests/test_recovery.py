@@ -65,3 +65,19 @@ def test_a_job_that_keeps_killing_its_consumer_is_failed_after_the_limit(reaper:
     assert job["error"] == "the job's consumer died 3 times while running it (limit 2); not run again"
     assert users_queue.pending_count() == 0
     assert dead_letters(queue="users-processing")["counts"]["users-processing"] == 1
+
+
+def test_a_consumer_whose_first_heartbeat_failed_beats_before_it_works_so_its_jobs_can_be_recovered(
+    reaper: Lease,
+) -> None:
+    """A consumer that started while the broker was away holds a lease the broker never heard of."""
+    job_id = schedule_user_processing(7)["job_id"]
+    users_queue.storage.lease_for("late-beater")
+    reaper.consumer_id = "late-beater"  # leased, but its first heartbeat never reached the broker
+
+    assert users_queue.dequeue() is not None  # takes the job: beats first
+    users_queue.storage.end_heartbeat()  # then dies without a word
+
+    reap(reaper)
+
+    assert get_job(job_id)["recoveries"] == 1 and get_job(job_id)["state"] == "queued"

@@ -31,12 +31,12 @@ def test_triggers_with_connections_of_their_own_agree_on_one_holder(app_settings
     queues = [MeinGymHuey(ACTIONS_QUEUE) for _ in range(8)]
     for queue in queues:
         queue.configure(app_settings)
-        single_flight.current(queue)  # connected before the race
+        single_flight.current(queue, "update-all-actions")  # connected before the race
     barrier = threading.Barrier(len(queues), timeout=60)
 
     def trigger(number: int) -> str | None:
         barrier.wait()
-        return single_flight.claim(queues[number], f"job-{number}")
+        return single_flight.claim(queues[number], "update-all-actions", f"job-{number}")
 
     try:
         with ThreadPoolExecutor(max_workers=len(queues)) as pool:
@@ -48,14 +48,14 @@ def test_triggers_with_connections_of_their_own_agree_on_one_holder(app_settings
     winners = [f"job-{number}" for number, holder in enumerate(holders) if holder is None]
     assert len(winners) == 1, holders
     assert {holder for holder in holders if holder is not None} == set(winners)
-    assert single_flight.current(actions_queue) == winners[0]
+    assert single_flight.current(actions_queue, "update-all-actions") == winners[0]
 
 
 def test_the_claim_is_released_when_the_run_finishes(app_settings: Settings) -> None:
     first = schedule_actions_update()["job_id"]
     run_due(actions_queue)  # the run, its (empty) fan-out and its finishing step
 
-    assert single_flight.current(actions_queue) is None
+    assert single_flight.current(actions_queue, "update-all-actions") is None
     assert schedule_actions_update()["job_id"] != first
 
 
@@ -66,3 +66,38 @@ def test_a_claim_whose_run_already_has_a_result_is_taken_over(app_settings: Sett
     fresh = schedule_actions_update()
 
     assert fresh["deduplicated"] is False and fresh["job_id"] != stale
+
+
+def test_triggers_racing_to_take_over_a_finished_run_agree_on_one_new_holder(app_settings: Settings) -> None:
+    stale = schedule_actions_update()["job_id"]
+    actions_queue.put_result(stale, {"actions_scored": 0})  # finished, but its claim was never released
+    queues = [MeinGymHuey(ACTIONS_QUEUE) for _ in range(8)]
+    for queue in queues:
+        queue.configure(app_settings)
+        single_flight.current(queue, "update-all-actions")  # connected before the race
+    barrier = threading.Barrier(len(queues), timeout=60)
+
+    def trigger(number: int) -> str | None:
+        barrier.wait()
+        return single_flight.claim(queues[number], "update-all-actions", f"job-{number}")
+
+    try:
+        with ThreadPoolExecutor(max_workers=len(queues)) as pool:
+            holders = list(pool.map(trigger, range(len(queues))))
+    finally:
+        for queue in queues:
+            queue.close()
+
+    winners = [f"job-{number}" for number, holder in enumerate(holders) if holder is None]
+    assert len(winners) == 1, holders
+    assert single_flight.current(actions_queue, "update-all-actions") == winners[0]
+
+
+def test_a_release_by_a_run_whose_claim_was_taken_over_leaves_the_new_claim(app_settings: Settings) -> None:
+    stale = schedule_actions_update()["job_id"]
+    actions_queue.put_result(stale, {"actions_scored": 0})
+    fresh = schedule_actions_update()["job_id"]  # takes the finished run's claim over
+
+    single_flight.release(actions_queue, "update-all-actions", stale)  # the old run's late finishing step
+
+    assert single_flight.current(actions_queue, "update-all-actions") == fresh

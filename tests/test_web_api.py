@@ -260,7 +260,7 @@ def test_an_unreachable_database_is_503_and_nothing_is_enqueued(
     assert response.json()["message"].startswith("the database is unavailable")
     assert actions_queue.pending_count() == users_queue.pending_count() == 0
     assert actions_queue.scheduled_count() == users_queue.scheduled_count() == 0
-    assert single_flight.current(actions_queue) is None
+    assert single_flight.current(actions_queue, "update-all-actions") is None
 
 
 # --------------------------------------------------------------------------- GET /api/jobs

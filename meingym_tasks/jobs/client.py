@@ -18,7 +18,7 @@ from huey.utils import Error
 from meingym_tasks.db.database import init_database
 from meingym_tasks.db.fields import write_transaction
 from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobRequest, JobStateConflict
-from meingym_tasks.jobs.declare import ExistingRun, Job, job_named
+from meingym_tasks.jobs.declare import ExistingRun, Job, declared, job_named
 from meingym_tasks.names import PROCESS_USER_DATA, SEND_WELCOME_EMAIL, UPDATE_ALL_ACTIONS
 from meingym_tasks.queue import single_flight
 from meingym_tasks.queue.brokers import broker_errors
@@ -198,10 +198,10 @@ def retry_job(job_id: str) -> dict[str, Any]:
             task_class = queue.task_class(record.name)
         except KeyError:
             raise JobStateConflict(f"job {job_id} ran {record.name!r}, which this version does not know") from None
-        if record.name == UPDATE_ALL_ACTIONS:
-            holder = single_flight.claim(actions_queue, job_id)
+        if _single_flight(record.queue, record.name):
+            holder = single_flight.claim(queue, record.name, job_id)
             if holder not in (None, job_id):
-                raise JobStateConflict(f"another run of {UPDATE_ALL_ACTIONS} is in progress: {holder}")
+                raise JobStateConflict(f"another run of {record.name} is in progress: {holder}")
         settings = queue.settings
         (
             JobRecord.update(
@@ -247,8 +247,8 @@ def cancel_job(job_id: str) -> dict[str, Any]:
                 .where(JobRecord.job_id == job_id)
                 .execute()
             )
-            if record.name == UPDATE_ALL_ACTIONS:
-                single_flight.release(actions_queue, job_id)
+            if _single_flight(record.queue, record.name):
+                single_flight.release(queue, record.name, job_id)
         elif record.state == RUNNING:
             JobRecord.update(cancel_requested=True, updated_at=now).where(JobRecord.job_id == job_id).execute()
         else:
@@ -297,6 +297,11 @@ def validate_job_id(job_id: str) -> str:
     except ValueError:
         raise InvalidJobRequest(f"job id {job_id!r} is not a job id; expected a UUID like 3f2b8c1e-...-9a7d") from None
     return str(job_id)
+
+
+def _single_flight(queue: str, name: str) -> bool:
+    """Whether the job ``name`` of ``queue`` is declared to run one at a time."""
+    return any(j.spec.single_flight for j in declared() if j.spec.queue == queue and j.spec.name == name)
 
 
 class _registry:

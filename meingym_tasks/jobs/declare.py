@@ -465,13 +465,13 @@ class Job(TaskWrapper):
         if not self.spec.single_flight:
             return self.queue.enqueue(self._signature(args, kwargs, options))
         job_id = options.get("id") or str(uuid.uuid4())
-        holder = single_flight.claim(self.queue, job_id)
+        holder = single_flight.claim(self.queue, self.spec.name, job_id)
         if holder is not None:
             return ExistingRun(self.queue, self.task_class(id=holder))
         try:
             return self.queue.enqueue(self._signature(args, kwargs, {**options, "id": job_id}))
         except BaseException:
-            single_flight.release(self.queue, job_id)
+            single_flight.release(self.queue, self.spec.name, job_id)
             raise
 
 
@@ -491,9 +491,6 @@ def _declare(declared: Job) -> None:
     key = (spec.queue, spec.name)
     if key in _declared and _declared[key] is not declared:
         raise ConfigurationError(f"job {spec.name} is declared twice on {spec.queue}")
-    if spec.single_flight and any(j.spec.single_flight and j is not declared for j in _declared.values()):
-        # single_flight.py keeps one claim key; a second single-flight job needs a key per job there.
-        raise ConfigurationError(f"job {spec.name}: only one single-flight job is supported")
     clash = [j for (queue, name), j in _declared.items() if name == spec.name and queue != spec.queue]
     if clash and (spec.public or any(j.spec.public for j in clash)):
         raise ConfigurationError(f"public job {spec.name} must have a name no other queue uses")

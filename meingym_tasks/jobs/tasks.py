@@ -147,7 +147,7 @@ def finish_actions_update(started: float, results: list[Any], parent_id: str) ->
             actions_queue.put_result(parent_id, summary)
             finish_record(parent_id, COMPLETE, result=summary)
     finally:
-        single_flight.release(actions_queue, parent_id)
+        single_flight.release(actions_queue, UPDATE_ALL_ACTIONS, parent_id)
     logger.info("update-all-actions %s finished: %s", parent_id, summary)
     return summary
 

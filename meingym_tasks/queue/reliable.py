@@ -61,6 +61,8 @@ class Lease:
         self.policy: AckPolicy = AckNow(self.acknowledge)
         self._interrupted: set[str] = set()
         self._suspects: set[bytes] = set()
+        #: Whether a heartbeat of this lease reached the broker: reapers find only consumers that beat.
+        self._beaten = False
         self._lock = threading.Lock()
         queue.signal(S.SIGNAL_INTERRUPTED)(self._remember_interrupted)
 
@@ -71,6 +73,7 @@ class Lease:
             self._interrupted.clear()
         self.consumer_id = None
         self.stopping = False
+        self._beaten = False
         self._suspects = set()
         self.policy = AckNow(self.acknowledge)
 
@@ -85,6 +88,8 @@ class Lease:
         """Hold a message just dequeued; False when it went straight back (the consumer is stopping)."""
         with self._lock:
             self.held.add(data)
+        if self.active and not self._beaten:  # the first beat failed (broker away at start): beat before working
+            self.beat()
         if self.stopping and self.active:  # taken by a dequeue that was already waiting when the stop began
             self.queue.storage.requeue(data)
             self._drop([data])
@@ -139,6 +144,7 @@ class Lease:
     def beat(self) -> None:
         try:
             self.queue.storage.beat(self.queue.settings.heartbeat_timeout)
+            self._beaten = True
         except broker_errors() as exc:
             self.queue.health.report_error(exc, sleep=False)  # one log line per outage, not per beat
 

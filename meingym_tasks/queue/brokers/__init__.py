@@ -6,7 +6,7 @@ time to live (completed ones short, failures longer) and ``put_if_empty``
 accepts one too, for the once-per-night and single-flight keys:
 
 * Redis: huey's ``RedisExpireStorage`` already stores each result under its
-  own key; we only choose the ``EX`` per result.
+  own key; we only choose the time to live (``PX``) per result.
 * SQLite and PostgreSQL: huey's ``kv`` table has no expiry column, so an
   extra ``result_expiry`` table records deadlines and :meth:`prune_results`
   (run by a periodic job, off the hot path) deletes what has expired.

@@ -3,8 +3,9 @@
 A broker is a huey storage (``enqueue``, ``peek_data``, ``put_data`` ... from
 ``huey.storage.BaseStorage``) plus what reliable fetch, claims and bounded
 retention need. Redis, SQLite and PostgreSQL implement all of it; the contract
-tests (``tests/test_broker_contract.py``) hold each of them to it. Code above
-the brokers calls these methods directly, never probing for them.
+tests (``tests/test_brokers.py``, and huey's own in ``tests/test_broker_contract.py``)
+hold each of them to it. Code above the brokers calls these methods directly,
+never probing for them.
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ class Broker(Protocol):
         """Store ``value`` unless a live value holds ``key``: True for exactly one of any racing callers.
 
         A value whose ``ttl`` has passed counts as absent and is taken over once.
+        """
+
+    def swap(self, key: str, expected: bytes, new: bytes | None, ttl: float | None = None) -> bool:
+        """Replace the live value ``expected`` under ``key`` by ``new`` (None: delete it), in one step.
+
+        False, changing nothing, when ``key`` holds anything else (or nothing, or an
+        expired value): of callers racing to take over or release one claim, one wins.
         """
 
     def put_result(self, key: str, value: bytes, ttl: float, delete: str | None = None) -> None:

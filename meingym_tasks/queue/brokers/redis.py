@@ -28,6 +28,20 @@ end
 return #ARGV"""
 ACK_CHUNK = 1_000
 
+# Compare-and-swap of one key: the single-flight claim's takeover and release (see Broker.swap).
+SWAP_LUA = """\
+if redis.call('get', KEYS[1]) ~= ARGV[1] then
+    return 0
+end
+if ARGV[2] == 'del' then
+    redis.call('del', KEYS[1])
+elseif tonumber(ARGV[4]) > 0 then
+    redis.call('set', KEYS[1], ARGV[3], 'PX', ARGV[4])
+else
+    redis.call('set', KEYS[1], ARGV[3])
+end
+return 1"""
+
 
 def milliseconds(ttl: float) -> int:
     """A time to live in seconds as Redis's ``PX`` (at least 1: Redis refuses 0)."""
@@ -50,6 +64,7 @@ class RedisBroker(RedisExpireStorage):
         self.consumers_key = f"huey.consumers.{self.name}"
         self._to_queue = self.conn.register_script(SCHEDULE_TO_QUEUE_LUA)
         self._ack = self.conn.register_script(ACK_LUA)
+        self._swap = self.conn.register_script(SWAP_LUA)
 
     def inflight_key(self, consumer_id: str) -> str:
         return f"huey.inflight.{self.name}.{consumer_id}"
@@ -132,6 +147,12 @@ class RedisBroker(RedisExpireStorage):
         (redis-py refuses a float such as 0.5).
         """
         return bool(self.conn.set(self.result_key(key), value, nx=True, px=None if ttl is None else milliseconds(ttl)))
+
+    def swap(self, key: str, expected: bytes, new: bytes | None, ttl: float | None = None) -> bool:
+        """Replace (or delete) ``key``'s value if it is ``expected``: one Lua script, atomic in Redis."""
+        px = 0 if ttl is None else milliseconds(ttl)
+        args = [expected, b"del" if new is None else b"set", new or b"", px]
+        return bool(self._swap(keys=[self.result_key(key)], args=args))
 
     def put_result(self, key: str, value: bytes, ttl: float, delete: str | None = None) -> None:
         """Store a result for ``ttl`` seconds, deleting the key ``delete`` in the same round trip."""

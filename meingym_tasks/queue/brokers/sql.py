@@ -124,6 +124,24 @@ class SqlExpiry:
                 curs.execute(f"delete from {expiry} where queue = {p} and key = {p}", (self.name, key))
             return True
 
+    def swap(self, key: str, expected: bytes, new: bytes | None, ttl: float | None = None) -> bool:
+        """Replace (or delete) ``key``'s live value if it is ``expected``: one conditional statement decides."""
+        p, kv, expiry, key = self.param, self.kv_table, self.expiry_table, self._key(key)
+        match = f"where queue = {p} and key = {p} and value = {p} and {self._live()}"
+        params = (self.name, key, expected, self.name, key, time.time())
+        with self.db(commit=True) as curs:
+            if new is None:
+                curs.execute(f"delete from {kv} {match}", params)
+            else:
+                curs.execute(f"update {kv} set value = {p} {match}", (new, *params))
+            if curs.rowcount != 1:
+                return False
+            if new is not None and ttl is not None:
+                self._set_expiry(curs, key, ttl)
+            else:
+                curs.execute(f"delete from {expiry} where queue = {p} and key = {p}", (self.name, key))
+            return True
+
     def prune_results(self, now: float | None = None) -> int:
         """Delete results whose time to live has passed; returns how many."""
         p = self.param

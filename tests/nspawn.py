@@ -66,7 +66,8 @@ def problem() -> str | None:
         return "booting a container with systemd-nspawn needs root"
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
-        return f"{', '.join(missing)} not installed (Debian: {INSTALL_HINT})"
+        hint = f" (Debian: {INSTALL_HINT})" if {"systemd-nspawn", "debootstrap"} & set(missing) else ""
+        return f"{', '.join(missing)} not found on PATH{hint}"
     if not Path("/sys/fs/cgroup").is_dir() or not cgroup_hierarchies():
         return "no cgroup file system at /sys/fs/cgroup"
     return None

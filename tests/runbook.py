@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from nspawn import Container
+    from tests.nspawn import Container
 
 MARKED_BLOCK = re.compile(
     r"^[ \t]*<!-- runbook-test: (?P<name>[\w-]+) -->[ \t]*\n"

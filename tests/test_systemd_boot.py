@@ -46,15 +46,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nspawn
 import pytest
 from aiosmtpd.controller import Controller
-from runbook import Runbook, Shell, follow
 
-try:  # the shared helpers' home once conftest.py keeps only fixtures
-    from tests.helpers import CLAIM_KEY, POSTGRES_ADMIN_URL, REQUIRE_SERVICES, free_port, require
-except ImportError:  # before that move (a checkout without tests/helpers.py)
-    from conftest import CLAIM_KEY, POSTGRES_ADMIN_URL, REQUIRE_SERVICES, free_port, require  # type: ignore[no-redef]
+from tests import nspawn
+from tests.helpers import CLAIM_KEY, POSTGRES_ADMIN_URL, REQUIRE_SERVICES, free_port, require
+from tests.runbook import Runbook, Shell, follow
 
 ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "docs" / "deploy.md"

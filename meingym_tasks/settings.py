@@ -23,6 +23,10 @@ from meingym_tasks.exceptions import ConfigurationError
 BROKER_SCHEMES = ("sqlite", "redis", "rediss", "unix", "postgresql", "postgres")
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresext", "postgresql+pool")
 WORKER_TYPES = ("thread", "process")
+#: Shorter keys are refused: one that signs task messages must not be guessable (a generated one has 43).
+MIN_SECRET_KEY_LENGTH = 8
+#: ``config check`` warns below this: a key of ``secrets.token_urlsafe(32)`` has 43 characters.
+GOOD_SECRET_KEY_LENGTH = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +62,7 @@ class Settings:
     smtp_starttls: bool = False
     smtp_timeout: float = 10.0
     mail_from: str = "MeinGym <no-reply@meingym.example>"
+    audit_retention_days: int = 90
 
     @property
     def broker(self) -> str:
@@ -253,6 +258,17 @@ def _timezone(env: Mapping[str, str]) -> str:
     return raw
 
 
+def _secret_key(env: Mapping[str, str]) -> str | None:
+    key = env_value(env, "MEINGYM_SECRET_KEY")
+    if key is not None and len(key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigurationError(  # the value is a secret: say only how long it is
+            f"MEINGYM_SECRET_KEY ({len(key)} characters) is not allowed; expected at least "
+            f"{MIN_SECRET_KEY_LENGTH} characters, better {GOOD_SECRET_KEY_LENGTH} or more, such as the output of "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    return key
+
+
 def _parse(env: Mapping[str, str]) -> Settings:
     data_dir = _data_dir(env)
     worker_type = env_value(env, "MEINGYM_WORKER_TYPE") or "thread"
@@ -263,7 +279,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         data_dir=data_dir,
         broker_url=_broker_url(env, data_dir),
         database_url=_scheme_ok("DATABASE_URL", database_url, DATABASE_SCHEMES),
-        secret_key=env_value(env, "MEINGYM_SECRET_KEY"),
+        secret_key=_secret_key(env),
         timezone=_timezone(env),
         nightly_at=_nightly_at(env),
         scheduler_enabled=env_bool(env, "MEINGYM_SCHEDULER", True),
@@ -289,4 +305,5 @@ def _parse(env: Mapping[str, str]) -> Settings:
         smtp_starttls=env_bool(env, "SMTP_STARTTLS", False),
         smtp_timeout=env_float(env, "SMTP_TIMEOUT", 10.0, 0.1, 600),
         mail_from=env_value(env, "MEINGYM_MAIL_FROM") or "MeinGym <no-reply@meingym.example>",
+        audit_retention_days=env_int(env, "MEINGYM_AUDIT_RETENTION_DAYS", 90, 1, 3650),
     )

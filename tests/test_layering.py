@@ -1,6 +1,6 @@
 """The package's folders are its layers: imports point down (or sideways), never up, and never in a circle.
 
-    settings, clock, exceptions, names  <  db  <  domain, queue  <  registry  <  jobs  <  cli, web, consumers
+    settings, clock, exceptions, names  <  db  <  domain, queue  <  registry, access  <  jobs  <  cli, web, consumers
 
 Read from the source with ``ast``, so a lazy import inside a function counts
 as much as one at the top; only ``if TYPE_CHECKING:`` imports (annotations)
@@ -26,6 +26,7 @@ LAYERS = {
     "meingym_tasks.domain": 2,
     "meingym_tasks.queue": 2,
     "meingym_tasks.registry": 3,
+    "meingym_tasks.access": 3,
     "meingym_tasks.jobs": 4,
     "meingym_tasks.consumers": 5,
     "meingym_tasks.cli": 5,

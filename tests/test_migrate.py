@@ -10,7 +10,14 @@ from playhouse.migrations import Runner
 from meingym_tasks.db.migrate import MIGRATIONS_DIR, migrate, pending
 from meingym_tasks.domain.models import MODELS
 
-ALL = ["0001_initial", "0002_job_registry", "0003_reliability", "0004_job_listing_index", "0005_job_counts"]
+ALL = [
+    "0001_initial",
+    "0002_job_registry",
+    "0003_reliability",
+    "0004_job_listing_index",
+    "0005_job_counts",
+    "0006_access",
+]
 
 
 def test_a_migrated_database_has_nothing_pending(db: peewee.Database) -> None:
@@ -37,6 +44,7 @@ def test_every_migration_can_be_reverted(tmp_path: Path) -> None:
     migrate(fresh)
     runner = Runner(fresh, str(MIGRATIONS_DIR))
 
+    assert runner.down() == ["0006_access"]
     assert runner.down() == ["0005_job_counts"]
     assert runner.down() == ["0004_job_listing_index"]
     assert runner.down() == ["0003_reliability"]

@@ -120,7 +120,7 @@ def test_masked_settings_hide_secrets(tmp_path: Path) -> None:
     settings = Settings.from_env(
         {
             "MEINGYM_DATA_DIR": str(tmp_path),
-            "MEINGYM_SECRET_KEY": "s3cret",
+            "MEINGYM_SECRET_KEY": "s3cret-s3cret",
             "REDIS_URL": "redis://:hunter2@cache:6379/0",
         }
     )
@@ -130,6 +130,26 @@ def test_masked_settings_hide_secrets(tmp_path: Path) -> None:
     assert shown["secret_key"] == "***"
     assert shown["broker_url"] == "redis://:***@cache:6379/0"
     assert "hunter2" not in str(shown) and "s3cret" not in str(shown)
+
+
+@pytest.mark.parametrize("key", ["x", "1234567"])
+def test_a_short_secret_key_is_refused_naming_its_length_not_its_value(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ConfigurationError) as error:
+        Settings.from_env({"MEINGYM_DATA_DIR": str(tmp_path), "MEINGYM_SECRET_KEY": key})
+
+    expected = f"MEINGYM_SECRET_KEY ({len(key)} characters) is not allowed; expected at least 8"
+    assert str(error.value).startswith(expected)
+    assert f"'{key}'" not in str(error.value)
+    assert Settings.from_env({"MEINGYM_DATA_DIR": str(tmp_path), "MEINGYM_SECRET_KEY": "12345678"}).secret_key
+
+
+def test_the_generated_secret_and_its_new_directory_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "fresh" / "secret.key"
+
+    load_or_create_secret(path)
+
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_loading_settings_creates_nothing(tmp_path: Path) -> None:

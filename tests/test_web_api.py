@@ -94,7 +94,8 @@ def test_the_old_body_enqueues_update_all_actions(client: TestClient) -> None:
     body = response.json()
     assert response.status_code == 202
     assert body["state"] == "queued" and body["deduplicated"] is False
-    assert body["url"] == f"http://testserver/api/jobs/{body['job_id']}" == response.headers["location"]
+    # From the public address (MEINGYM_PUBLIC_URL, default the web host and port), never from the Host header.
+    assert body["url"] == f"http://127.0.0.1:8000/api/jobs/{body['job_id']}" == response.headers["location"]
     assert client.get(body["url"]).json()["name"] == "update-all-actions"
     assert actions_queue.pending_count() == 1
 

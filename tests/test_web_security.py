@@ -1,4 +1,7 @@
-"""Authentication on every route, the session cookie, CSRF, security headers, body limits, escaping."""
+"""Authentication on every route, the session cookie, CSRF, security headers, body limits, escaping.
+
+Scopes, server-side sessions, throttling and the audit trail: tests/test_web_access.py.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import peewee
 import pytest
@@ -18,6 +22,7 @@ from fastapi.testclient import TestClient
 from freezegun import freeze_time
 from starlette.routing import Mount, Route
 
+from meingym_tasks.access.models import AccessSession
 from meingym_tasks.cli.main import cli
 from meingym_tasks.clock import utcnow
 from meingym_tasks.exceptions import ConfigurationError
@@ -25,7 +30,8 @@ from meingym_tasks.queue import queues
 from meingym_tasks.registry.models import JobAttempt, JobRecord
 from meingym_tasks.settings import Settings
 from meingym_tasks.web import WebSettings, create_app
-from meingym_tasks.web.auth import PUBLIC_PATHS, Authenticator, tokens_equal
+from meingym_tasks.web.auth import PUBLIC_PATHS, tokens_equal
+from meingym_tasks.web.permissions import READ, needs
 
 TOKEN = "test-admin-token-0123456789"
 SOME_ID = "3f2b8c1e-5d6a-4c1b-9a7d-0e1f2a3b4c5d"
@@ -123,7 +129,9 @@ def test_no_route_but_the_probes_and_the_login_page_answers_without_the_token(ap
     "authorization",
     [f"Bearer {TOKEN[:-1]}x", f"Bearer {TOKEN}x", "Bearer ", f"Basic {TOKEN}", TOKEN, f"bearer  {TOKEN[:-2]}"],
 )
-def test_a_wrong_token_is_refused_everywhere(app: FastAPI, authorization: str) -> None:
+def test_a_wrong_token_is_refused_everywhere(app_settings: Settings, authorization: str) -> None:
+    # Enough free failures for the walk: after five, one address is locked out (test_web_access.py).
+    app = create_app(app_settings, WebSettings(admin_token=TOKEN, max_body_bytes=4096, auth_max_failures=1000))
     client = TestClient(app, headers={"Authorization": authorization}, follow_redirects=False)
 
     for method, path in every_request(app):
@@ -152,7 +160,7 @@ def test_tokens_are_compared_by_digest_in_constant_time() -> None:
 # --------------------------------------------------------------------------- the session cookie
 
 
-def test_login_sets_a_signed_httponly_samesite_strict_cookie(anonymous: TestClient) -> None:
+def test_login_sets_a_random_httponly_samesite_strict_cookie_of_a_session_row(anonymous: TestClient) -> None:
     wrong = anonymous.post("/admin/login", data={"token": "nope", "next": "/admin/jobs"})
     right = anonymous.post("/admin/login", data={"token": TOKEN, "next": "/admin/jobs?state=failed"})
 
@@ -161,27 +169,32 @@ def test_login_sets_a_signed_httponly_samesite_strict_cookie(anonymous: TestClie
     assert right.status_code == 303
     assert right.headers["location"] == "/admin/jobs?state=failed"
     cookie = right.headers["set-cookie"]
-    assert cookie.startswith("meingym_session=")
+    assert re.match(r"meingym_session=[A-Za-z0-9_-]{43};", cookie)
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie and "Max-Age=43200" in cookie
     assert TOKEN not in cookie
+    [session] = AccessSession.select()
+    assert session.token_name == "admin" and session.client == "testclient"
+    assert anonymous.cookies["meingym_session"] not in (session.id, session.secret_hash)  # only its digest is stored
     assert anonymous.get("/admin/jobs").status_code == 200
     assert anonymous.get("/api/jobs").status_code == 200  # the API takes the session too (reads)
 
 
-def test_a_tampered_or_expired_session_is_refused(app: FastAPI, anonymous: TestClient) -> None:
+def test_a_tampered_unknown_or_expired_session_is_refused(app: FastAPI, anonymous: TestClient) -> None:
     log_in(anonymous)
     value = anonymous.cookies["meingym_session"]
 
     anonymous.cookies.set("meingym_session", value[:-2] + ("AA" if not value.endswith("AA") else "BB"))
     tampered = anonymous.get("/api/jobs")
-    forged = Authenticator("another-token-0123456789", 3600).new_session()[0]
-    anonymous.cookies.set("meingym_session", forged)
-    other_key = anonymous.get("/api/jobs")
+    anonymous.cookies.set("meingym_session", "A" * 43)
+    unknown = anonymous.get("/api/jobs")
     anonymous.cookies.set("meingym_session", value)
-    with freeze_time(timedelta(hours=12, seconds=5)):
-        expired = anonymous.get("/api/jobs")
+    with freeze_time(timedelta(minutes=20), tick=True):  # in use within the idle timeout: still on
+        anonymous.get("/api/jobs")
+        with freeze_time(timedelta(hours=12, seconds=5)):  # past the absolute timeout, used or not
+            expired = anonymous.get("/api/jobs")
 
-    assert tampered.status_code == other_key.status_code == expired.status_code == 401
+    assert tampered.status_code == unknown.status_code == expired.status_code == 401
+    assert AccessSession.select().count() == 0  # the expired one was deleted when it was presented
 
 
 def test_a_form_posted_after_the_session_ended_leads_to_the_login_page(anonymous: TestClient) -> None:
@@ -194,6 +207,7 @@ def test_a_form_posted_after_the_session_ended_leads_to_the_login_page(anonymous
 
 def test_logout_needs_the_csrf_token_and_ends_the_session(anonymous: TestClient) -> None:
     csrf = log_in(anonymous)
+    old_cookie = anonymous.cookies["meingym_session"]
 
     refused = anonymous.post("/admin/logout")
     done = anonymous.post("/admin/logout", data={"csrf_token": csrf})
@@ -202,6 +216,12 @@ def test_logout_needs_the_csrf_token_and_ends_the_session(anonymous: TestClient)
     assert done.status_code == 303 and done.headers["location"] == "/admin/login"
     assert 'meingym_session=""' in done.headers["set-cookie"] and "Max-Age=0" in done.headers["set-cookie"]
     assert anonymous.get("/admin/jobs").headers["location"] == "/admin/login?next=/admin/jobs"
+    # The cookie kept by an attacker (or a second tab) is refused at once: the session row is gone.
+    anonymous.cookies.set("meingym_session", old_cookie)
+    read = anonymous.get("/api/jobs")
+    write = anonymous.post("/api/jobs", json={"action": "update-all-actions"}, headers={"X-CSRF-Token": csrf})
+    assert read.status_code == write.status_code == 401
+    assert JobRecord.select().count() == 0
 
 
 @pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example", "evil", ""])
@@ -280,6 +300,10 @@ def test_every_answer_carries_the_security_headers(anonymous: TestClient, method
     response = anonymous.request(method, path)
 
     assert response.status_code == status
+    assert_security_headers(response)
+
+
+def assert_security_headers(response: Any) -> None:
     csp = response.headers["content-security-policy"]
     script_src = re.search(r"script-src ([^;]+)", csp)
     assert script_src and script_src.group(1) == "'self'"
@@ -289,6 +313,58 @@ def test_every_answer_carries_the_security_headers(anonymous: TestClient, method
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["referrer-policy"] == "no-referrer"
     assert "cache-control" in response.headers
+
+
+def test_a_server_error_carries_the_security_headers_and_says_nothing_more(app: FastAPI) -> None:
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    app.add_api_route("/api/boom", boom, dependencies=[needs(READ)])
+    client = TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}, raise_server_exceptions=False)
+
+    response = client.get("/api/boom")
+    page = client.get("/admin/jobs/not-a-job/..%2f..%2fapi/boom")  # a 404 page, for contrast
+
+    assert response.status_code == 500
+    assert response.json() == {"message": "internal server error; the reason is in the server's log"}
+    assert "secret internals" not in response.text
+    assert_security_headers(response)
+    assert response.headers["cache-control"] == "no-store"
+    assert_security_headers(page)
+
+
+def test_head_answers_wherever_get_does_and_405_where_it_does_not(app: FastAPI) -> None:
+    client = TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"})
+
+    get, head = client.get("/api/queues"), client.head("/api/queues")
+    probe = TestClient(app).head("/healthz")
+    post_only = client.head(f"/api/jobs/{SOME_ID}/retry")
+
+    assert get.status_code == head.status_code == probe.status_code == 200
+    assert head.content == b"" and head.headers["content-type"] == "application/json"
+    assert head.headers["content-length"] == get.headers["content-length"]
+    assert_security_headers(head)
+    assert post_only.status_code == 405 and post_only.headers["allow"] == "POST"
+
+
+def test_urls_come_from_the_public_address_never_from_the_host_header(app_settings: Settings) -> None:
+    app = create_app(app_settings, WebSettings(admin_token=TOKEN, public_url="https://jobs.meingym.example"))
+    evil = {"Host": "evil.example", "X-Forwarded-Host": "evil.example", "Authorization": f"Bearer {TOKEN}"}
+    client = TestClient(app, headers=evil, follow_redirects=False)
+
+    created = client.post("/api/jobs", json={"action": "process-user-data", "user_id": 7})
+    client.post("/api/jobs", json={"action": "process-user-data", "user_id": 8})
+    page = client.get("/api/jobs", params={"limit": 1})
+    browser = TestClient(app, headers={"Host": "evil.example"}, follow_redirects=False)
+    browser.post("/admin/login", data={"token": TOKEN})
+    dashboard = browser.get("/admin/jobs")
+    home = browser.get("/admin")
+
+    job_url = f"https://jobs.meingym.example/api/jobs/{created.json()['job_id']}"
+    assert created.headers["location"] == created.json()["url"] == job_url
+    assert page.json()["next_url"].startswith("https://jobs.meingym.example/api/jobs?limit=1&cursor=")
+    assert "evil.example" not in dashboard.text and 'href="/static/meingym.css"' in dashboard.text
+    assert home.headers["location"] == "/admin/jobs"
 
 
 def test_pages_carry_no_inline_script_or_style(anonymous: TestClient) -> None:
@@ -306,10 +382,10 @@ def test_the_docs_page_uses_only_packaged_files(anonymous: TestClient) -> None:
 
     page = anonymous.get("/docs")
     urls = re.findall(r'(?:src|href)="([^"]+)"', page.text)
-    assets = [anonymous.get(url) for url in urls if url.startswith("http://testserver/docs/assets/")]
+    assets = [anonymous.get(url) for url in urls if url.startswith("/docs/assets/")]
 
     assert page.status_code == 200
-    assert all(url.startswith(("http://testserver/", "data:")) for url in urls), urls
+    assert all(url.startswith(("/", "data:")) and not url.startswith("//") for url in urls), urls
     assert [a.status_code for a in assets] == [200, 200]
     assert "SwaggerUIBundle" in assets[1].text or "SwaggerUIBundle" in assets[0].text
     assert anonymous.get("/openapi.json").json()["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
@@ -454,7 +530,17 @@ def test_every_web_setting_is_documented_in_the_example_configuration() -> None:
     example = Path(__file__).parent.parent / "config" / "meingym-tasks.env.example"
     documented = set(re.findall(r"^#?([A-Z][A-Z0-9_]+)=", example.read_text(), re.MULTILINE))
 
-    assert read == {"MEINGYM_ADMIN_TOKEN", "MEINGYM_WEB_MAX_BODY", "MEINGYM_WEB_SESSION_TTL"}
+    assert read == {
+        "MEINGYM_ADMIN_TOKEN",
+        "MEINGYM_WEB_MAX_BODY",
+        "MEINGYM_WEB_SESSION_TTL",
+        "MEINGYM_WEB_SESSION_IDLE",
+        "MEINGYM_PUBLIC_URL",
+        "MEINGYM_WEB_HOST",
+        "MEINGYM_WEB_PORT",
+        "MEINGYM_AUTH_MAX_FAILURES",
+        "MEINGYM_AUTH_LOCKOUT_MAX",
+    }
     assert read <= documented
     assert WebSettings.from_env({}) == WebSettings()  # the documented defaults are the defaults
 
@@ -473,8 +559,8 @@ def test_mounted_in_a_host_application_paths_links_and_the_cookie_follow_the_pre
     assert login.headers["location"] == "/tasks/admin/jobs"
     assert "Path=/tasks" in login.headers["set-cookie"]
     assert dashboard.status_code == 200
-    assert 'href="http://testserver/tasks/static/meingym.css"' in dashboard.text
-    assert 'data-api-queues="http://testserver/tasks/api/queues"' in dashboard.text
+    assert 'href="/tasks/static/meingym.css"' in dashboard.text
+    assert 'data-api-queues="/tasks/api/queues"' in dashboard.text
     assert api.status_code == 200
     assert TestClient(host).get("/tasks/healthz").status_code == 200
     assert TestClient(host).get("/tasks/api/jobs").status_code == 401

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from meingym_tasks.names import QUEUES
-from meingym_tasks.settings import Settings, mask_url
+from meingym_tasks.settings import GOOD_SECRET_KEY_LENGTH, Settings, mask_url
 
 __all__ = ["Check", "Report", "check_broker", "check_database", "run_checks"]
 
@@ -195,4 +195,37 @@ def _warnings(settings: Settings) -> list[str]:
             "MEINGYM_SECRET_KEY is unset: this machine signs jobs with its own "
             f"{settings.data_dir / 'secret.key'}; every machine sharing the broker needs the same key"
         )
+    key = settings.secret_key
+    if key is not None and (len(key) < GOOD_SECRET_KEY_LENGTH or len(set(key)) < 5):
+        warnings.append(
+            f"MEINGYM_SECRET_KEY has {len(key)} characters ({len(set(key))} different): a weak key lets anyone who "
+            f"can write to the broker forge jobs; use {GOOD_SECRET_KEY_LENGTH} or more random ones, such as "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    exposed = _readable_by_others(settings)
+    if exposed:
+        warnings.append(
+            "readable by other users of this machine: "
+            + ", ".join(f"{path} ({mode:04o})" for path, mode in exposed)
+            + f"; they hold users' emails and names, job results and secrets: chmod 700 {settings.data_dir} "
+            "and chmod 600 the files"
+        )
     return warnings
+
+
+def _readable_by_others(settings: Settings) -> list[tuple[Path, int]]:
+    """The data directory and the embedded files and secrets in it that group or others may read."""
+    candidates = [settings.data_dir, settings.data_dir / "secret.key", settings.data_dir / "admin.token"]
+    for url in (settings.database_url, settings.broker_url):
+        sqlite_file = _sqlite_path(url)
+        if sqlite_file is not None:
+            candidates += [sqlite_file, Path(f"{sqlite_file}-wal"), Path(f"{sqlite_file}-shm")]
+    found = []
+    for path in dict.fromkeys(candidates):
+        try:
+            mode = path.stat().st_mode & 0o777
+        except OSError:  # not there (yet): nothing to read
+            continue
+        if mode & 0o077:
+            found.append((path, mode))
+    return found

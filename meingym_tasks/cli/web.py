@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import click
 
 from meingym_tasks.exceptions import ConfigurationError
-
-
-def base_url(host: str, port: int) -> str:
-    """The URL to open for a server bound to ``host``: a wildcard address is reached on loopback."""
-    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    if ":" in shown:
-        shown = f"[{shown}]"
-    return f"http://{shown}:{port}"
+from meingym_tasks.settings import env_value, read_environment
 
 
 @click.command()
@@ -30,8 +24,9 @@ def base_url(host: str, port: int) -> str:
 def web(ctx: click.Context, host: str, port: int) -> None:
     """Serve the jobs API (/api, docs at /docs) and the dashboard at /admin/jobs.
 
-    Every page and endpoint but /healthz and /readyz needs the admin token:
-    MEINGYM_ADMIN_TOKEN, or one generated once into <data dir>/admin.token.
+    Every page and endpoint but /healthz and /readyz needs a token: the
+    built-in admin token (MEINGYM_ADMIN_TOKEN, or one generated once into
+    <data dir>/admin.token), or one of `meingym-tasks tokens create`.
 
     \b
     Examples:
@@ -42,10 +37,13 @@ def web(ctx: click.Context, host: str, port: int) -> None:
 
     from meingym_tasks.web import WebSettings, create_app
     from meingym_tasks.web.auth import admin_token
+    from meingym_tasks.web.config import base_url
 
     settings = ctx.obj.settings
     try:
         web_settings = WebSettings.from_env()
+        if env_value(read_environment(), "MEINGYM_PUBLIC_URL") is None:  # follow --host/--port
+            web_settings = dataclasses.replace(web_settings, public_url=base_url(host, port))
         app = create_app(settings, web_settings)
         token, source = admin_token(settings, web_settings)
     except ConfigurationError as exc:

@@ -8,6 +8,8 @@ can share one file.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 import weakref
@@ -70,18 +72,33 @@ class WebConnectionPool(PooledPostgresqlDatabase):
         return bool(super()._is_closed(conn))
 
 
+def private_sqlite_file(path: Path) -> None:
+    """Create the SQLite file ``path`` readable by this user only (0600), in a 0700 directory if it makes one.
+
+    The embedded files hold users' emails and names and job results; SQLite
+    would create them 0644 (the umask). Its ``-wal`` and ``-shm`` files take the
+    main file's mode. An existing file or directory keeps its mode (``config
+    check`` warns when others can read it): an operator may have chosen it.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def open_database(url: str, pooled: bool = False) -> peewee.Database:
     """A peewee database for ``url`` (not yet connected).
 
-    SQLite's parent directory is created so a fresh data directory works.
-    PostgreSQL URLs use psycopg 3 through peewee's own adapter; ``pooled``
-    keeps closed connections for the next user (see :func:`init_database`).
+    SQLite's file is created empty and private (:func:`private_sqlite_file`)
+    so a fresh data directory works and nobody else reads it. PostgreSQL URLs
+    use psycopg 3 through peewee's own adapter; ``pooled`` keeps closed
+    connections for the next user (see :func:`init_database`).
     """
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         path = url[len("sqlite:///") :]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path and path != ":memory:" and not path.startswith("file:"):
+            private_sqlite_file(Path(path))
         return db_url_connect(url, pragmas=SQLITE_PRAGMAS, timeout=30)
     if pooled and scheme in POOLED_SCHEMES:
         return WebConnectionPool(**parse_db_url(url), **POSTGRES_POOL)

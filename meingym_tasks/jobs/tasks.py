@@ -24,6 +24,7 @@ from huey.api import Task
 from huey.utils import Error
 from pydantic import Field
 
+from meingym_tasks import access
 from meingym_tasks.clock import utcnow
 from meingym_tasks.db.database import database, init_database
 from meingym_tasks.domain.aggregates import recompute_user_stats
@@ -233,8 +234,7 @@ def _every_ten_minutes(now_utc: datetime) -> bool:
 
 
 def _prune(queue: MeinGymHuey) -> int:
-    prune = getattr(queue.storage, "prune_results", None)
-    removed = int(prune()) if prune is not None else 0
+    removed = queue.storage.prune_results()
     if removed:
         logger.info("%s: removed %d expired result(s)", queue.name, removed)
     return removed
@@ -247,7 +247,7 @@ def prune_actions_results() -> int:
 
     The registry is shared by both queues, so only this queue's job prunes it.
     """
-    records = registry_queries.prune(actions_queue.settings)
+    records = registry_queries.prune(actions_queue.settings) + access.prune(actions_queue.settings)
     if records:
         logger.info("registry: removed %d old record(s)", records)
     return _prune(actions_queue) + records

@@ -10,12 +10,13 @@ from meingym_tasks.settings import Settings
 
 
 def load_or_create_secret(path: Path) -> str:
-    """Read the secret stored at ``path``, creating it (mode 0600) on first use.
+    """Read the secret stored at ``path``, creating it (mode 0600, in a 0700 directory if it makes one) on first use.
 
     ``O_EXCL`` makes concurrent first starts agree: one process writes the
     key, every other one reads it.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

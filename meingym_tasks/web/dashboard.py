@@ -1,10 +1,13 @@
-"""The ``/admin`` pages: login, the jobs dashboard, a job's detail, and the forms that act on jobs.
+"""The ``/admin`` pages: login, the jobs dashboard, a job's detail, access, and the forms that act.
 
 Server-rendered with Jinja2 (autoescaped, templates in the package); the
 little JavaScript in ``static/dashboard.js`` polls the JSON API to keep the
 counts, the chart, the consumers and the first page of the table live. Every
 form posts with the session's CSRF token and answers with a redirect and a
 one-time message (a signed cookie), so a reload never repeats an action.
+A page shows only what the session's scope may do (a read token sees no
+buttons); the routes check the scope all the same. Links and redirects are
+paths, never URLs made from the request's Host header.
 """
 
 from __future__ import annotations
@@ -20,15 +23,24 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from meingym_tasks.access.errors import AccessError
 from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobRequest, JobStateConflict, UnknownJob
 from meingym_tasks.jobs.declare import allowed, job_names, value_schema
 from meingym_tasks.names import QUEUE_ALIASES, QUEUES
 from meingym_tasks.registry import queries as registry_queries
 from meingym_tasks.registry.models import FAILED, STATES
 from meingym_tasks.web import presenters, services
-from meingym_tasks.web.auth import FLASH_COOKIE, LOGIN_PATH, SAME_SITE_FETCH, SESSION_COOKIE, Session
-from meingym_tasks.web.context import web_context
+from meingym_tasks.web.auth import (
+    FLASH_COOKIE,
+    LOGIN_PATH,
+    SAME_SITE_FETCH,
+    SESSION_COOKIE,
+    Refusal,
+    client_address,
+)
+from meingym_tasks.web.context import path_for, web_context
 from meingym_tasks.web.errors import ApiError, field_error, invalid_input
+from meingym_tasks.web.permissions import ADMIN, OPERATE, PUBLIC, READ, actor, needs, principal
 from meingym_tasks.web.schemas import Filter, TriggerSchema
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -57,19 +69,26 @@ _environment.filters.update(
 
 
 def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    """Render ``meingym_tasks/<name>`` with what every page needs (CSRF token, one-time message, URLs)."""
-    session = request.state.session if hasattr(request.state, "session") else None
+    """Render ``meingym_tasks/<name>`` with what every page needs (CSRF token, scope, one-time message, paths)."""
+    who = principal(request)
     flash = None
     web = request.app.state.web
     raw_flash = request.cookies.get(FLASH_COOKIE)
     if raw_flash:
         flash = web.auth.read_flash(raw_flash)
     template = _environment.get_template(f"meingym_tasks/{name}")
+
+    def url_for(route: str, /, **params: Any) -> str:
+        return path_for(request, route, **params)
+
     html = template.render(
         request=request,
-        url_for=request.url_for,
-        csrf=session.csrf if isinstance(session, Session) else "",
-        logged_in=isinstance(session, Session),
+        url_for=url_for,
+        csrf=(who.csrf or "") if who is not None else "",
+        logged_in=who is not None and who.session_id is not None,
+        who=who,
+        can_operate=who is not None and who.may(OPERATE),
+        can_admin=who is not None and who.may(ADMIN),
         flash=flash,
         now=datetime.now(UTC),
         **context,
@@ -119,50 +138,60 @@ def _safe_next(request: Request, target: str | None) -> str:
 # --------------------------------------------------------------------------- login
 
 
-@router.get("/login")
+@router.get("/login", dependencies=[needs(PUBLIC)])
 def login_page(request: Request, next: str | None = None) -> Response:
     context = web_context(request)
-    if context.auth.read_session(request.cookies.get(SESSION_COOKIE)) is not None:
+    if context.auth.session(request.cookies.get(SESSION_COOKIE)) is not None:
         return RedirectResponse(_safe_next(request, next), status_code=303)
     # A link from another site arrives without the SameSite=Strict cookie; reloading from here sends it.
     cross_site = request.headers.get("sec-fetch-site") == "cross-site"
     return render(request, "login.html", next=next or "/admin/jobs", error=None, reload=cross_site)
 
 
-@router.post("/login")
+@router.post("/login", dependencies=[needs(PUBLIC)])
 def login(
     request: Request,
     token: Annotated[str, Form(max_length=1024)] = "",
     next: Annotated[str, Form(max_length=2048)] = "/admin/jobs",
 ) -> Response:
+    """Check the token (throttled like a Bearer token) and start a session in the database."""
     context = web_context(request)
     if request.headers.get("sec-fetch-site", "same-origin") not in SAME_SITE_FETCH:
         return render(request, "login.html", status=403, next=next, error="Cross-site login refused.", reload=False)
-    if not context.auth.check_token(token):
-        return render(request, "login.html", status=401, next=next, error="That token is not valid.", reload=False)
-    value, _ = context.auth.new_session()
+    found = context.auth.login(token, client_address(request.scope), request.headers.get("user-agent"))
+    if isinstance(found, Refusal):
+        error = "That token is not valid." if found.status == 401 else f"Refused: {found.message}."
+        page = render(request, "login.html", status=found.status, next=next, error=error, reload=False)
+        if found.retry_after is not None:
+            page.headers["Retry-After"] = str(found.retry_after)
+        return page
+    secret, _ = found
     response = RedirectResponse(_safe_next(request, next), status_code=303)
-    _set_cookie(request, response, SESSION_COOKIE, value, context.auth.session_ttl)
+    _set_cookie(request, response, SESSION_COOKIE, secret, context.auth.session_ttl)
     return response
 
 
-@router.post("/logout")
+@router.post("/logout", dependencies=[needs(READ)])
 def logout(request: Request) -> Response:
+    """End the session in the database (the cookie is refused at once, everywhere) and drop the cookie."""
+    who = principal(request)
+    if who is not None:
+        web_context(request).auth.logout(who, client_address(request.scope))
     root = request.scope.get("root_path", "")
     response = RedirectResponse(f"{root}{LOGIN_PATH}", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path=_cookie_path(request), httponly=True, samesite="strict")
     return response
 
 
-@router.get("")
+@router.get("", dependencies=[needs(READ)])
 def admin_home(request: Request) -> Response:
-    return RedirectResponse(str(request.url_for("dashboard")), status_code=303)
+    return RedirectResponse(path_for(request, "dashboard"), status_code=303)
 
 
 # --------------------------------------------------------------------------- pages
 
 
-@router.get("/jobs", name="dashboard")
+@router.get("/jobs", name="dashboard", dependencies=[needs(READ)])
 def dashboard(
     request: Request,
     state: Annotated[Filter | None, Query()] = None,
@@ -205,7 +234,7 @@ def dashboard(
     )
 
 
-@router.get("/jobs/{job_id}", name="job_page")
+@router.get("/jobs/{job_id}", name="job_page", dependencies=[needs(READ)])
 def job_page(request: Request, job_id: str) -> Response:
     job = services.read_job(web_context(request), job_id)
     return render(
@@ -223,11 +252,11 @@ def job_page(request: Request, job_id: str) -> Response:
 
 
 def _job_url(request: Request, job_id: str) -> str:
-    return str(request.url_for("job_page", job_id=job_id))
+    return path_for(request, "job_page", job_id=job_id)
 
 
 def _dashboard_url(request: Request, anchor: str = "") -> str:
-    return str(request.url_for("dashboard")) + anchor
+    return path_for(request, "dashboard") + anchor
 
 
 def _failure(exc: Exception) -> str:
@@ -236,10 +265,10 @@ def _failure(exc: Exception) -> str:
     return str(exc)
 
 
-ACTION_ERRORS = (ApiError, InvalidJobRequest, UnknownJob, JobStateConflict, BrokerUnavailable)
+ACTION_ERRORS = (ApiError, InvalidJobRequest, UnknownJob, JobStateConflict, BrokerUnavailable, AccessError)
 
 
-@router.post("/jobs/trigger", name="trigger_form")
+@router.post("/jobs/trigger", name="trigger_form", dependencies=[needs(OPERATE)])
 async def trigger_form(request: Request) -> Response:
     """Trigger the chosen job with the fields the form showed for it (``trigger_fields``).
 
@@ -253,7 +282,7 @@ async def trigger_form(request: Request) -> Response:
     try:
         body = trigger_body(context.trigger, texts)
         job = context.trigger.validate(body)
-        queued, record = await run_in_threadpool(services.trigger, context, job)
+        queued, record = await run_in_threadpool(services.trigger, context, job, actor(request))
     except ValidationError as exc:
         return _redirect(request, back, "error", f"Not triggered: {invalid_input(exc.errors()).message}")
     except ACTION_ERRORS as exc:
@@ -263,32 +292,72 @@ async def trigger_form(request: Request) -> Response:
     return _redirect(request, _job_url(request, queued["job_id"]), kind, message)
 
 
-@router.post("/jobs/retry-failed", name="retry_failed_form")
+@router.post("/jobs/retry-failed", name="retry_failed_form", dependencies=[needs(OPERATE)])
 def retry_failed_form(request: Request, queue: Annotated[str, Form(max_length=100)] = "") -> Response:
     try:
-        outcome = services.retry_all_failed(web_context(request), queue)
+        outcome = services.retry_all_failed(web_context(request), queue, actor(request))
     except ACTION_ERRORS as exc:
         return _redirect(request, _dashboard_url(request), "error", f"Nothing retried: {_failure(exc)}")
     text = outcome["message"] + (" (more are left: press again)" if outcome["more"] else "")
     return _redirect(request, _dashboard_url(request), "ok", text)
 
 
-@router.post("/jobs/{job_id}/retry", name="retry_form")
+@router.post("/jobs/{job_id}/retry", name="retry_form", dependencies=[needs(OPERATE)])
 def retry_form(request: Request, job_id: str) -> Response:
     try:
-        services.retry_one(web_context(request), job_id)
+        services.retry_one(web_context(request), job_id, actor(request))
     except ACTION_ERRORS as exc:
         return _redirect(request, _job_url(request, job_id), "error", f"Not retried: {_failure(exc)}")
     return _redirect(request, _job_url(request, job_id), "ok", "Queued again: a new attempt will run shortly.")
 
 
-@router.post("/jobs/{job_id}/cancel", name="cancel_form")
+@router.post("/jobs/{job_id}/cancel", name="cancel_form", dependencies=[needs(OPERATE)])
 def cancel_form(request: Request, job_id: str) -> Response:
     try:
-        job = services.cancel_one(web_context(request), job_id)
+        job = services.cancel_one(web_context(request), job_id, actor(request))
     except ACTION_ERRORS as exc:
         return _redirect(request, _job_url(request, job_id), "error", f"Not cancelled: {_failure(exc)}")
     return _redirect(request, _job_url(request, job_id), "ok", services.cancel_message(job))
+
+
+# --------------------------------------------------------------------------- access (admin)
+
+
+@router.get("/access", name="access_page", dependencies=[needs(ADMIN)])
+def access_page(request: Request) -> Response:
+    """Tokens, open sessions (each can be revoked) and the latest entries of the audit trail."""
+    context = web_context(request)
+    return render(
+        request,
+        "access.html",
+        page_name="access",
+        tokens=services.list_tokens(context)["tokens"],
+        sessions=services.list_sessions(context)["sessions"],
+        entries=services.audit_page(context, limit=100)["entries"],
+        builtin=context.token_source,
+    )
+
+
+def _access_url(request: Request) -> str:
+    return path_for(request, "access_page")
+
+
+@router.post("/sessions/{session_id}/revoke", name="revoke_session_form", dependencies=[needs(ADMIN)])
+def revoke_session_form(request: Request, session_id: str) -> Response:
+    try:
+        outcome = services.revoke_session(web_context(request), session_id, actor(request))
+    except ACTION_ERRORS as exc:
+        return _redirect(request, _access_url(request), "error", f"Not ended: {_failure(exc)}")
+    return _redirect(request, _access_url(request), "ok", outcome["message"])
+
+
+@router.post("/tokens/{name}/revoke", name="revoke_token_form", dependencies=[needs(ADMIN)])
+def revoke_token_form(request: Request, name: str) -> Response:
+    try:
+        outcome = services.revoke_token(web_context(request), name, actor(request))
+    except ACTION_ERRORS as exc:
+        return _redirect(request, _access_url(request), "error", f"Not revoked: {_failure(exc)}")
+    return _redirect(request, _access_url(request), "ok", outcome["message"])
 
 
 # --------------------------------------------------------------------------- the trigger form

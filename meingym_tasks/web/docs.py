@@ -4,8 +4,9 @@ FastAPI's own docs page loads Swagger UI from a CDN and starts it with an
 inline script; both break here (no internet, and a CSP without inline
 scripts). This page serves the files of the ``swagger-ui-bundle-v2`` package
 (Swagger UI 5, which reads OpenAPI 3.1) and starts Swagger UI from
-``static/docs.js``. Like every page, it needs the token (the dashboard's
-session); "Try it out" sends the session's CSRF token with each request.
+``static/docs.js``. Like every page, it needs a token (read scope: the
+dashboard's session); "Try it out" sends the session's CSRF token with each
+request.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from meingym_tasks.web.errors import ApiError
+from meingym_tasks.web.permissions import READ, needs
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[needs(READ)])
 
 #: The only files served from the Swagger UI package.
 ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css"}

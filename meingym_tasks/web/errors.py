@@ -1,7 +1,9 @@
 """Every error as a JSON body with a ``message`` (an HTML page on the dashboard's paths).
 
-Domain errors map to one status each: an unknown job is 404, a state that
-forbids the change 409, a broker or database that cannot be reached 503.
+Domain errors map to one status each: an unknown job, token or session is
+404, a state that forbids the change (or a token name taken) 409, a broker or
+database that cannot be reached 503. An unexpected error is a 500 that says
+only that (the traceback goes to the log), with the security headers too.
 Validation errors are 422 and name each field (``errors[].field``) and what it
 allows; an unknown action is 400 with the ``allowed`` ones.
 """
@@ -12,13 +14,12 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import peewee
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from playhouse.pool import MaxConnectionsExceeded
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from meingym_tasks.access.errors import InvalidTokenRequest, TokenExists, UnknownSession, UnknownToken
 from meingym_tasks.exceptions import (
     BrokerUnavailable,
     InvalidJobArguments,
@@ -27,7 +28,7 @@ from meingym_tasks.exceptions import (
     UnknownJob,
 )
 from meingym_tasks.queue.brokers import broker_errors
-from meingym_tasks.web.auth import route_path
+from meingym_tasks.web.auth import DATABASE_ERRORS, route_path
 
 logger = logging.getLogger("meingym_tasks.web")
 
@@ -115,11 +116,28 @@ def install_error_handlers(app: FastAPI, error_page: ErrorPage | None = None) ->
         text = str(exc) if isinstance(exc, BrokerUnavailable) else f"the queue broker is unavailable: {exc}"
         return _respond(request, 503, " ".join(text.split()), headers={"Retry-After": "5"})
 
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Answered by Starlette's ServerErrorMiddleware, outside every middleware: set the headers here.
+        # The traceback goes to the server's log (the exception is raised again after this answer).
+        from meingym_tasks.web.middleware import security_headers
+
+        message = "internal server error; the reason is in the server's log"
+        response: Response
+        if route_path(request.scope).startswith("/admin"):  # a plain page: rendering may be what failed
+            page = f"<!doctype html><title>Error 500</title><h1>Something went wrong</h1><p>{message}.</p>"
+            response = HTMLResponse(page, status_code=500)
+        else:
+            response = JSONResponse({"message": message}, status_code=500)
+
+        security_headers(route_path(request.scope), response.headers)
+        return response
+
     async def database_down(request: Request, exc: Exception) -> Response:
         logger.warning("database unavailable: %s", exc)
         reason = " ".join(str(exc).split()) or type(exc).__name__
         return _respond(request, 503, f"the database is unavailable: {reason}", headers={"Retry-After": "5"})
 
+    app.add_exception_handler(Exception, server_error)
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -127,9 +145,13 @@ def install_error_handlers(app: FastAPI, error_page: ErrorPage | None = None) ->
     app.add_exception_handler(InvalidJobRequest, invalid_request)
     app.add_exception_handler(InvalidJobArguments, invalid_arguments)
     app.add_exception_handler(JobStateConflict, conflict)
+    app.add_exception_handler(TokenExists, conflict)
+    app.add_exception_handler(InvalidTokenRequest, conflict)
+    app.add_exception_handler(UnknownToken, unknown_job)
+    app.add_exception_handler(UnknownSession, unknown_job)
     app.add_exception_handler(BrokerUnavailable, broker_down)
     for error in broker_errors():
         if issubclass(error, Exception):
             app.add_exception_handler(error, broker_down)
-    for db_error in (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded):
+    for db_error in DATABASE_ERRORS:
         app.add_exception_handler(db_error, database_down)

@@ -15,10 +15,11 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from meingym_tasks.access import throttle
 from meingym_tasks.names import QUEUES
 from meingym_tasks.queue.queues import ALL_QUEUES
 from meingym_tasks.registry import queries as registry_queries
@@ -38,6 +39,7 @@ class RegistryCollector(Collector):
         yield GaugeMetricFamily("meingym_queue_depth", "", labels=["queue", "kind"])
         yield GaugeMetricFamily("meingym_consumers_alive", "", labels=["queue"])
         yield GaugeMetricFamily("meingym_consumer_workers", "", labels=["queue"])
+        yield GaugeMetricFamily("meingym_auth_locked", "", labels=["kind"])
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         jobs = GaugeMetricFamily(
@@ -69,6 +71,15 @@ class RegistryCollector(Collector):
         yield alive
         yield workers
 
+        locked = GaugeMetricFamily(
+            "meingym_auth_locked",
+            "Client addresses and token names locked out after failed authentication (all web workers)",
+            labels=["kind"],
+        )
+        for kind, number in throttle.locked().items():
+            locked.add_metric([kind], number)
+        yield locked
+
 
 class Metrics:
     """One Prometheus registry per app (so several apps in one process do not clash)."""
@@ -84,8 +95,30 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        self.auth_failures = Counter(
+            "meingym_auth_failures",
+            "Failed authentication attempts seen by this process, by way in (bearer, login)",
+            ["via"],
+            registry=self.registry,
+        )
+        self.auth_lockouts = Counter(
+            "meingym_auth_lockouts",
+            "Lockouts started by this process, by what was locked (address, token)",
+            ["kind"],
+            registry=self.registry,
+        )
+        for via in ("bearer", "login"):
+            self.auth_failures.labels(via)
+        for kind in (throttle.ADDRESS, throttle.TOKEN):
+            self.auth_lockouts.labels(kind)
         self._lock = threading.Lock()
         self._mark = registry_queries.utcnow() - lag
+
+    def auth_failed(self, via: str, lockouts: list[str]) -> None:
+        """Count a failed authentication (``via``: bearer or login) and the lockouts it started."""
+        self.auth_failures.labels(via).inc()
+        for kind in lockouts:
+            self.auth_lockouts.labels(kind).inc()
 
     def render(self) -> bytes:
         """Observe newly finished jobs, then the whole registry in the text format (call inside a connection)."""

@@ -1,4 +1,4 @@
-"""Security headers on every response and a limit on request bodies (pure ASGI, no buffering)."""
+"""Security headers on every response, HEAD wherever GET is allowed, a limit on request bodies (pure ASGI)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,23 @@ SECURITY_HEADERS = {
 }
 
 
+def security_headers(path: str, headers: MutableHeaders) -> None:
+    """Set the security headers for an answer on ``path`` (the route's path inside the app)."""
+    headers["Content-Security-Policy"] = DOCS_CSP if path == "/docs" else CSP
+    for name, value in SECURITY_HEADERS.items():
+        headers[name] = value
+    if "cache-control" not in headers:
+        # Pages and API answers show live, private data; packaged assets revalidate by ETag.
+        static = path.startswith(("/static/", "/docs/assets/"))
+        headers["Cache-Control"] = "private, no-cache" if static else "no-store"
+
+
 class SecurityHeadersMiddleware:
-    """CSP, framing, sniffing, referrer and caching headers on every HTTP response."""
+    """CSP, framing, sniffing, referrer and caching headers on every HTTP response.
+
+    Starlette's ServerErrorMiddleware sits outside every middleware, so its 500
+    answers would miss them: ``errors.py`` sets them on those too.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -37,21 +52,36 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         path = route_path(scope)
-        csp = DOCS_CSP if path == "/docs" else CSP
-        static = path.startswith(("/static/", "/docs/assets/"))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["Content-Security-Policy"] = csp
-                for name, value in SECURITY_HEADERS.items():
-                    headers[name] = value
-                if "cache-control" not in headers:
-                    # Pages and API answers show live, private data; packaged assets revalidate by ETag.
-                    headers["Cache-Control"] = "private, no-cache" if static else "no-store"
+                security_headers(path, MutableHeaders(scope=message))
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class HeadMiddleware:
+    """HEAD wherever GET is allowed (RFC 9110): run the GET, send its status and headers, drop the body.
+
+    FastAPI's routes answer HEAD with 405; Starlette's own routes add HEAD by
+    themselves. A path without GET still answers HEAD with its 405 and ``Allow``.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, without_body)
 
 
 class BodyTooLarge(HTTPException):

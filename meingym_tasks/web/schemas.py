@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     RootModel,
@@ -27,9 +28,10 @@ from pydantic import (
 from pydantic.json_schema import models_json_schema
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from meingym_tasks.access.tokens import NAME, NAME_RULE, SCOPE_HELP, SCOPES
 from meingym_tasks.jobs.declare import Text, explain, property_schemas, value_schema
 from meingym_tasks.names import QUEUES
-from meingym_tasks.registry.models import STATES
+from meingym_tasks.registry.models import FINISHED, INTERRUPTED, STATES
 from meingym_tasks.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,6 +41,9 @@ if TYPE_CHECKING:
 RETRY_FAILED_BATCH = 1000
 #: What a trigger body may hold besides the job's own parameters.
 OPTIONS = ("action", "delay", "eta")
+#: States whose records may be purged.
+PURGEABLE = (*FINISHED, INTERRUPTED)
+TOKEN_NAME = f"^{NAME.pattern}$"
 
 # --------------------------------------------------------------------------- the trigger body
 
@@ -184,6 +189,7 @@ class ErrorBody(BaseModel):
     message: str = Field(description="What went wrong and, where it applies, what is allowed")
     allowed: list[str] | None = Field(None, description="The valid values (unknown action)")
     errors: list[dict[str, str]] | None = Field(None, description="Per field: field, message, type (422)")
+    missing_scope: str | None = Field(None, description="The scope the request needs and the token lacks (403)")
 
 
 class Accepted(BaseModel):
@@ -236,11 +242,34 @@ class JobSummary(BaseModel):
     updated_at: str | None
 
 
+class AuditItem(BaseModel):
+    """One state-changing action: who, through what, from where, when, on what, and how it ended."""
+
+    id: int
+    at: str
+    actor: str = Field(description="The token's name, or user@host for the CLI")
+    via: str = Field(description="api, dashboard or cli")
+    client: str | None = Field(description="The client address the web service saw (null for the CLI)")
+    action: str = Field(description="trigger, retry, retry-all, cancel, purge, login, logout, token.create, ...")
+    target: str | None = Field(description="A job id, a queue, a token or a session")
+    outcome: str = Field(description="ok, refused, failed or locked")
+    message: str | None
+    detail: Any
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditItem]
+    next: int | None = Field(description="Pass as before= for the next (older) page; null on the last page")
+
+
 class Job(JobSummary):
-    """The full record: also every failed attempt, and a run's pieces per state."""
+    """The full record: also every failed attempt, a run's pieces per state, and who acted on it."""
 
     failed_attempts: list[FailedAttempt]
     children: dict[str, int] | None = Field(None, description="A run's pieces (batches) per state; null otherwise")
+    audit: list[AuditItem] = Field(
+        default_factory=list, description="Who triggered, retried or cancelled it, newest first (the last 50)"
+    )
 
 
 class JobAction(BaseModel):
@@ -324,20 +353,95 @@ class DeadLetters(BaseModel):
     counts: dict[str, int]
 
 
+def _whole(value: Any) -> Any:
+    """7.0 as 7: JSON Schema counts it as an integer (strict mode alone would refuse it)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class PurgeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    state: Literal[PURGEABLE] | None = Field(  # type: ignore[valid-type]
+        None, description="Only records in this state (default: every finished one)"
+    )
+    older_than: Annotated[int, Field(ge=0, le=10 * 365 * 86400), BeforeValidator(_whole)] | None = Field(
+        None, description="Only records finished more than this many seconds ago"
+    )
+
+
+class PurgeResult(BaseModel):
+    deleted: int
+    message: str
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str = Field(pattern=TOKEN_NAME, max_length=40, description=f"The token's name: {NAME_RULE}")
+    scope: Literal[SCOPES] = Field(description="; ".join(SCOPE_HELP.values()))  # type: ignore[valid-type]
+
+
+class TokenItem(BaseModel):
+    name: str
+    scope: str
+    created_at: str
+    created_by: str
+    last_used_at: str | None
+    sessions: int = Field(description="Open dashboard sessions started with it")
+
+
+class TokenCreated(TokenItem):
+    token: str = Field(description="The token itself: shown this once, never stored; keep it secret")
+    message: str
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenItem]
+    builtin: str = Field(description="The built-in admin token (MEINGYM_ADMIN_TOKEN), which is not listed")
+
+
+class SessionItem(BaseModel):
+    id: str
+    token: str = Field(description="The name of the token it logged in with")
+    created_at: str
+    last_seen_at: str
+    expires_at: str
+    client: str | None
+    user_agent: str | None
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionItem]
+
+
+class Revoked(BaseModel):
+    message: str
+    sessions_ended: int
+
+
 #: Free text in a filter: anything but NUL (PostgreSQL cannot compare with it).
 Filter = Text
 
 __all__ = [
     "Accepted",
+    "AuditItem",
+    "AuditPage",
     "DeadLetters",
     "ErrorBody",
     "Filter",
     "Job",
     "JobAction",
     "JobPage",
+    "PurgeRequest",
+    "PurgeResult",
     "Queues",
     "RetryFailedRequest",
     "RetryFailedResult",
+    "Revoked",
+    "SessionItem",
+    "SessionList",
+    "TokenCreated",
+    "TokenItem",
+    "TokenList",
+    "TokenRequest",
     "TriggerSchema",
     "trigger_schema",
 ]

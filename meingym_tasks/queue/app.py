@@ -47,6 +47,9 @@ class JobTask(Task):
     """A task whose retry defaults come from its queue's settings, not from import time."""
 
     queue_app: MeinGymHuey
+    job_function: Callable[..., Any]
+    #: Set by a job whose outcome is written later, by other jobs (see registry.defer_completion).
+    completes_later = False
 
     @property  # type: ignore[override]
     def default_retries(self) -> int:
@@ -81,14 +84,22 @@ def signature_of(function: Callable[..., Any]) -> inspect.Signature:
 
 def check_arguments(task: Task) -> None:
     """Raise TypeError when the message's arguments do not fit the job's signature."""
-    function = getattr(task, "job_function", None)
-    if function is None:
+    if not isinstance(task, JobTask):
         return
+    function = task.job_function
     kwargs = {k: v for k, v in task.kwargs.items() if k != "task"}
     signature = signature_of(function)
     if "task" in signature.parameters:
         kwargs["task"] = None
     signature.bind(*task.args, **kwargs)
+
+
+class _Executing(threading.local):
+    """Per worker thread: the job being executed, its message, and its revoke flag's delete waiting for the result."""
+
+    task: Task | None = None
+    message: bytes | None = None
+    revoke_flag: str | None = None
 
 
 class MeinGymHuey(Huey):
@@ -106,7 +117,7 @@ class MeinGymHuey(Huey):
         self.lease = Lease(self)
         self.health = BrokerHealth(name)
         #: Per worker thread: the job being executed, and its revoke flag's delete waiting for the result.
-        self._executing = threading.local()
+        self._executing = _Executing()
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -190,7 +201,7 @@ class MeinGymHuey(Huey):
         schedules the retry and enqueues what follows (chords, pipelines) after
         its hooks ran, and the message must stay in flight until all of that is done.
         """
-        data: bytes | None = getattr(self._executing, "message", None)
+        data: bytes | None = self._executing.message
         self._executing.message = None
         self._executing.task = task
         try:
@@ -222,14 +233,14 @@ class MeinGymHuey(Huey):
         (SQL) as the result instead, or on its own once the job is done when no
         result is stored.
         """
-        task = getattr(self._executing, "task", None)
-        if task is not None and key == task.revoke_id and getattr(self._executing, "revoke_flag", None) is None:
+        task = self._executing.task
+        if task is not None and key == task.revoke_id and self._executing.revoke_flag is None:
             self._executing.revoke_flag = key
             return True
         return super().delete(key)
 
     def _delete_revoke_flag(self) -> None:
-        flag = getattr(self._executing, "revoke_flag", None)
+        flag = self._executing.revoke_flag
         if flag is not None:
             self._executing.revoke_flag = None
             try:
@@ -311,7 +322,7 @@ class MeinGymHuey(Huey):
         settings = self.settings
         ttl = settings.failed_result_ttl if isinstance(data, Error) else settings.result_ttl
         value = self.serializer.serialize(data)
-        flag = getattr(self._executing, "revoke_flag", None)
+        flag = self._executing.revoke_flag
         self._executing.revoke_flag = None
         return self.storage.put_result(key, value, ttl, delete=flag)
 

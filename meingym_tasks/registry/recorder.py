@@ -40,7 +40,7 @@ from meingym_tasks.clock import utcnow
 from meingym_tasks.db.database import database, init_database
 from meingym_tasks.db.fields import write_transaction
 from meingym_tasks.exceptions import JobCancelled
-from meingym_tasks.queue.app import MeinGymHuey
+from meingym_tasks.queue.app import JobTask, MeinGymHuey
 from meingym_tasks.queue.observer import Acknowledge, AckPolicy, ConsumerInfo
 from meingym_tasks.registry import rows
 from meingym_tasks.registry.models import (
@@ -98,9 +98,9 @@ def arguments_of(task: Task) -> str:
     return rows.json_text({"args": list(task.args), "kwargs": kwargs})
 
 
-def defer_completion(task: Task) -> None:
+def defer_completion(task: JobTask) -> None:
     """Mark ``task`` as finishing later, in other jobs (its record stays ``running``)."""
-    task.completes_later = True  # type: ignore[attr-defined]
+    task.completes_later = True
 
 
 _write_now: ContextVar[bool] = ContextVar("meingym_registry_write_now", default=False)
@@ -369,7 +369,7 @@ class Recorder:
         now = utcnow()
         try:
             if exception is None:
-                if not getattr(task, "completes_later", False):
+                if not (isinstance(task, JobTask) and task.completes_later):
                     self._submit(self._completed(task.id, rows.json_text(value), now), task.id)
                 return
             error = self.queue.build_error_result(task, exception)

@@ -15,12 +15,15 @@ import re
 from collections.abc import Mapping
 from datetime import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from meingym_tasks.exceptions import ConfigurationError
 
-BROKER_SCHEMES = ("sqlite", "redis", "rediss", "unix", "postgresql", "postgres")
+BROKER_SCHEMES = ("sqlite", "redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "postgresql", "postgres")
+#: Redis through Sentinel: ``redis+sentinel://[[user]:password@]host:port,host:port/service[/db][?options]``.
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+REDIS_SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES)
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresext", "postgresql+pool")
 WORKER_TYPES = ("thread", "process")
 #: Shorter keys are refused: one that signs task messages must not be guessable (a generated one has 43).
@@ -63,12 +66,15 @@ class Settings:
     smtp_timeout: float = 10.0
     mail_from: str = "MeinGym <no-reply@meingym.example>"
     audit_retention_days: int = 90
+    #: Redis ``WAIT``: an enqueue is accepted once this many replicas have the job (0: off).
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 1000
 
     @property
     def broker(self) -> str:
         """The broker kind: ``sqlite``, ``redis`` or ``postgres``."""
         scheme = urlsplit(self.broker_url).scheme
-        if scheme in ("redis", "rediss", "unix"):
+        if scheme in REDIS_SCHEMES:
             return "redis"
         if scheme in ("postgresql", "postgres"):
             return "postgres"
@@ -146,12 +152,67 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def mask_url(url: str) -> str:
-    """Hide the password of a URL, keep the rest readable."""
+    """Hide the password of a URL (and a Sentinel URL's ``sentinel_password=``), keep the rest readable."""
     parts = urlsplit(url)
+    if parts.scheme in SENTINEL_SCHEMES and "password" in parts.query:
+        query = [(k, "***" if "password" in k else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        parts = parts._replace(query=urlencode(query, safe="*/"))
+        url = parts.geturl()
     if not parts.password:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()
+
+
+@dataclasses.dataclass(frozen=True)
+class SentinelURL:
+    """A ``redis+sentinel://`` URL taken apart: where the sentinels are and what to ask them for."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int
+    #: ``rediss+sentinel://``: TLS to the sentinels and to the Redis servers.
+    tls: bool
+    #: The sentinels' own password (``?sentinel_password=``), when they have one.
+    sentinel_password: str | None
+    #: The same URL as ``redis://`` (or ``rediss://``) to the first sentinel's address, with the
+    #: credentials, database and options: redis-py reads the connection options from it.
+    redis_url: str
+
+
+def is_sentinel_url(url: str) -> bool:
+    return urlsplit(url).scheme in SENTINEL_SCHEMES
+
+
+def parse_sentinel_url(url: str, name: str = "MEINGYM_BROKER_URL") -> SentinelURL:
+    """Take a Sentinel URL apart; a malformed one raises one :class:`ConfigurationError` naming ``name``."""
+    allowed = (
+        "redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db], for example "
+        "redis+sentinel://:PASSWORD@10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379/mymaster/0"
+    )
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    sentinels: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(?::(\d{1,5}))?", item.strip())
+        port = int(match.group(2) or 26379) if match else 0
+        if match is None or not 1 <= port <= 65535:
+            raise _fail(name, mask_url(url), allowed)
+        sentinels.append((match.group(1).strip("[]"), port))
+    path = [segment for segment in parts.path.split("/") if segment]
+    if not 1 <= len(path) <= 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise _fail(name, mask_url(url), allowed)
+    db = int(path[1]) if len(path) == 2 else 0
+    options = parse_qsl(parts.query, keep_blank_values=True)
+    sentinel_password = next((v for k, v in options if k == "sentinel_password"), None) or None
+    query = urlencode([(k, v) for k, v in options if k != "sentinel_password"])
+    host, port = sentinels[0]
+    netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
+    if ":" in host:
+        netloc = netloc.replace(host, f"[{host}]", 1)
+    tls = parts.scheme == "rediss+sentinel"
+    redis_url = f"{'rediss' if tls else 'redis'}://{netloc}/{db}" + (f"?{query}" if query else "")
+    return SentinelURL(tuple(sentinels), path[0], db, tls, sentinel_password, redis_url)
 
 
 def _fail(name: str, value: str, allowed: str) -> ConfigurationError:
@@ -212,7 +273,10 @@ def _broker_url(env: Mapping[str, str], data_dir: Path) -> str:
     """``MEINGYM_BROKER_URL`` wins; ``REDIS_URL`` or ``REDIS_HOST``/``REDIS_PORT`` select Redis."""
     explicit = env_value(env, "MEINGYM_BROKER_URL")
     if explicit:
-        return _scheme_ok("MEINGYM_BROKER_URL", explicit, BROKER_SCHEMES)
+        url = _scheme_ok("MEINGYM_BROKER_URL", explicit, BROKER_SCHEMES)
+        if is_sentinel_url(url):
+            parse_sentinel_url(url)
+        return url
     redis_url = env_value(env, "REDIS_URL")
     if redis_url:
         return _scheme_ok("REDIS_URL", redis_url, ("redis", "rediss", "unix"))
@@ -269,15 +333,28 @@ def _secret_key(env: Mapping[str, str]) -> str | None:
     return key
 
 
+def _redis_wait(env: Mapping[str, str], broker_url: str) -> tuple[int, int]:
+    """``MEINGYM_REDIS_WAIT_REPLICAS`` and ``MEINGYM_REDIS_WAIT_TIMEOUT_MS``; replicas only with a Redis broker."""
+    replicas = env_int(env, "MEINGYM_REDIS_WAIT_REPLICAS", 0, 0, 100)
+    timeout = env_int(env, "MEINGYM_REDIS_WAIT_TIMEOUT_MS", 1000, 1, 60_000)
+    if replicas and urlsplit(broker_url).scheme not in REDIS_SCHEMES:
+        raise _fail(
+            "MEINGYM_REDIS_WAIT_REPLICAS", str(replicas), "0 unless the broker is Redis (redis:// or redis+sentinel://)"
+        )
+    return replicas, timeout
+
+
 def _parse(env: Mapping[str, str]) -> Settings:
     data_dir = _data_dir(env)
+    broker_url = _broker_url(env, data_dir)
+    wait_replicas, wait_timeout_ms = _redis_wait(env, broker_url)
     worker_type = env_value(env, "MEINGYM_WORKER_TYPE") or "thread"
     if worker_type not in WORKER_TYPES:
         raise _fail("MEINGYM_WORKER_TYPE", worker_type, " or ".join(WORKER_TYPES))
     database_url = env_value(env, "DATABASE_URL") or f"sqlite:///{data_dir / 'meingym.db'}"
     return Settings(
         data_dir=data_dir,
-        broker_url=_broker_url(env, data_dir),
+        broker_url=broker_url,
         database_url=_scheme_ok("DATABASE_URL", database_url, DATABASE_SCHEMES),
         secret_key=_secret_key(env),
         timezone=_timezone(env),
@@ -306,4 +383,6 @@ def _parse(env: Mapping[str, str]) -> Settings:
         smtp_timeout=env_float(env, "SMTP_TIMEOUT", 10.0, 0.1, 600),
         mail_from=env_value(env, "MEINGYM_MAIL_FROM") or "MeinGym <no-reply@meingym.example>",
         audit_retention_days=env_int(env, "MEINGYM_AUDIT_RETENTION_DAYS", 90, 1, 3650),
+        redis_wait_replicas=wait_replicas,
+        redis_wait_timeout_ms=wait_timeout_ms,
     )

@@ -11,7 +11,7 @@ import pytest
 
 from meingym_tasks.exceptions import ConfigurationError
 from meingym_tasks.queue.keys import load_or_create_secret
-from meingym_tasks.settings import Settings
+from meingym_tasks.settings import Settings, parse_sentinel_url
 
 
 def test_defaults_run_embedded_with_no_server(tmp_path: Path) -> None:
@@ -166,3 +166,72 @@ def test_generated_secret_is_private_and_reused(tmp_path: Path) -> None:
 
     assert first == second and len(first) >= 32
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+# --------------------------------------------------------------------------- Redis Sentinel
+
+
+def test_a_sentinel_url_selects_redis_and_names_every_sentinel(tmp_path: Path) -> None:
+    url = "redis+sentinel://:hunter2@10.0.0.1:26379,10.0.0.2:26380,redis-c/mymaster/2"
+    settings = Settings.from_env({"MEINGYM_DATA_DIR": str(tmp_path), "MEINGYM_BROKER_URL": url})
+
+    target = parse_sentinel_url(settings.broker_url)
+
+    assert settings.broker == "redis"
+    assert target.sentinels == (("10.0.0.1", 26379), ("10.0.0.2", 26380), ("redis-c", 26379))
+    assert (target.service, target.db, target.tls, target.sentinel_password) == ("mymaster", 2, False, None)
+    assert target.redis_url == "redis://:hunter2@10.0.0.1:26379/2"
+
+
+def test_a_tls_sentinel_url_keeps_the_options_of_redis_urls_and_masks_both_passwords(tmp_path: Path) -> None:
+    url = (
+        "rediss+sentinel://app:hunter2@[fd00::1]:26379,10.0.0.2:26379/mymaster"
+        "?ssl_ca_certs=/etc/meingym-tasks/ca.pem&sentinel_password=s3ntinel"
+    )
+    settings = Settings.from_env({"MEINGYM_DATA_DIR": str(tmp_path), "MEINGYM_BROKER_URL": url})
+
+    target = parse_sentinel_url(settings.broker_url)
+    shown = settings.masked()["broker_url"]
+
+    assert target.sentinels == (("fd00::1", 26379), ("10.0.0.2", 26379))
+    assert (target.db, target.tls, target.sentinel_password) == (0, True, "s3ntinel")
+    assert target.redis_url == "rediss://app:hunter2@[fd00::1]:26379/0?ssl_ca_certs=%2Fetc%2Fmeingym-tasks%2Fca.pem"
+    assert "hunter2" not in shown and "s3ntinel" not in shown
+    assert shown.startswith("rediss+sentinel://app:***@[fd00::1]:26379,10.0.0.2:26379/mymaster?")
+    assert "sentinel_password=***" in shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+sentinel:///mymaster/0",  # no sentinel
+        "redis+sentinel://10.0.0.1:26379/",  # no service name
+        "redis+sentinel://10.0.0.1:99999/mymaster",  # no such port
+        "redis+sentinel://10.0.0.1:26379,/mymaster",  # an empty host
+        "redis+sentinel://10.0.0.1:26379/mymaster/zero",  # the db is a number
+        "redis+sentinel://:hunter2@10.0.0.1:26379/mymaster/0/1",
+    ],
+)
+def test_a_malformed_sentinel_url_is_one_line_naming_the_variable_and_the_form(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigurationError) as error:
+        Settings.from_env({"MEINGYM_DATA_DIR": str(tmp_path), "MEINGYM_BROKER_URL": url})
+
+    message = str(error.value)
+    assert "\n" not in message and "hunter2" not in message
+    assert message.startswith("MEINGYM_BROKER_URL=") and "redis+sentinel://[[user]:password@]host:port" in message
+
+
+def test_waiting_for_replicas_is_off_by_default_and_bounded(tmp_path: Path) -> None:
+    redis_env = {"MEINGYM_DATA_DIR": str(tmp_path), "MEINGYM_BROKER_URL": "redis://127.0.0.1:6379/0"}
+
+    default = Settings.from_env(redis_env)
+    waiting = Settings.from_env(
+        {**redis_env, "MEINGYM_REDIS_WAIT_REPLICAS": "1", "MEINGYM_REDIS_WAIT_TIMEOUT_MS": "250"}
+    )
+
+    assert (default.redis_wait_replicas, default.redis_wait_timeout_ms) == (0, 1000)
+    assert (waiting.redis_wait_replicas, waiting.redis_wait_timeout_ms) == (1, 250)
+    with pytest.raises(ConfigurationError, match="MEINGYM_REDIS_WAIT_TIMEOUT_MS='0' is not allowed"):
+        Settings.from_env({**redis_env, "MEINGYM_REDIS_WAIT_TIMEOUT_MS": "0"})  # 0 would make Redis wait for ever
+    with pytest.raises(ConfigurationError, match="MEINGYM_REDIS_WAIT_REPLICAS='1' is not allowed; expected 0 unless"):
+        Settings.from_env({"MEINGYM_DATA_DIR": str(tmp_path), "MEINGYM_REDIS_WAIT_REPLICAS": "1"})  # SQLite

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from meingym_tasks.names import QUEUES
-from meingym_tasks.settings import GOOD_SECRET_KEY_LENGTH, Settings, mask_url
+from meingym_tasks.settings import GOOD_SECRET_KEY_LENGTH, Settings, is_sentinel_url, mask_url
 
 __all__ = ["Check", "Report", "check_broker", "check_database", "run_checks"]
 
@@ -100,7 +100,33 @@ def check_broker(settings: Settings) -> Check:
         finally:
             queue.close()
     counts = ", ".join(f"{name} {count}" for name, count in pending.items())
-    return Check(BROKER, True, f"{where} answers; pending jobs: {counts}", {"pending": pending})
+    data: dict[str, Any] = {"pending": pending}
+    if is_sentinel_url(settings.broker_url):
+        primary, data["sentinel"] = _sentinel_view(settings.broker_url)
+        where = f"{where}: primary {primary}"
+    return Check(BROKER, True, f"{where} answers; pending jobs: {counts}", data)
+
+
+def _sentinel_view(url: str) -> tuple[str, dict[str, Any]]:
+    """Which primary the sentinels name now, and how many of the sentinels answer (fewer: a warning sign)."""
+    from meingym_tasks.queue.brokers.redis import sentinel_pool
+
+    pool = sentinel_pool(url)
+    try:
+        host, port = pool.get_master_address()
+        sentinels = pool.sentinel_manager.sentinels
+        answering = 0
+        for sentinel in sentinels:
+            try:
+                answering += bool(sentinel.ping())
+            except Exception:  # one sentinel down is what Sentinel is for; count it, go on
+                pass
+            finally:
+                sentinel.close()
+    finally:
+        pool.disconnect()
+    primary = f"{host}:{port} ({answering} of {len(sentinels)} sentinels answer)"
+    return primary, {"primary": f"{host}:{port}", "sentinels": len(sentinels), "sentinels_answering": answering}
 
 
 def check_database(settings: Settings) -> Check:

@@ -29,12 +29,13 @@ from meingym_tasks.clock import utcnow
 from meingym_tasks.exceptions import is_permanent
 from meingym_tasks.queue.brokers import PostgresBroker, RedisBroker, SqliteBroker, broker_errors
 from meingym_tasks.queue.brokers.base import Broker
+from meingym_tasks.queue.brokers.redis import sentinel_pool
 from meingym_tasks.queue.context import current_task
 from meingym_tasks.queue.health import BrokerHealth
 from meingym_tasks.queue.keys import queue_secret
 from meingym_tasks.queue.observer import NullObserver, QueueObserver
 from meingym_tasks.queue.reliable import Lease, ReliableConsumer
-from meingym_tasks.settings import Settings
+from meingym_tasks.settings import Settings, is_sentinel_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("meingym_tasks.queue")
@@ -301,7 +302,15 @@ class MeinGymHuey(Huey):
         url = settings.broker_url
         if settings.broker == "redis":
             # clean_name=False keeps the real queue names in the Redis keys.
-            return RedisBroker(self.name, url=url, clean_name=False, expire_time=settings.result_ttl)
+            options: dict[str, Any] = {
+                "clean_name": False,
+                "expire_time": settings.result_ttl,
+                "wait_replicas": settings.redis_wait_replicas,
+                "wait_timeout_ms": settings.redis_wait_timeout_ms,
+            }
+            if is_sentinel_url(url):  # the primary is whichever the sentinels name, now and after a failover
+                return RedisBroker(self.name, connection_pool=sentinel_pool(url), **options)
+            return RedisBroker(self.name, url=url, **options)
         if settings.broker == "postgres":
             return PostgresBroker(self.name, dsn=url, table_prefix="meingym_queue")
         path = urlsplit(url).path

@@ -202,9 +202,25 @@ class Recorder:
         self.record_dead_letter(message, reason)
 
     def recovered(self, task: Task, dead_consumer: str) -> int | None:
-        """Count the recovery and say it on the record: the attempt on ``dead_consumer`` was interrupted."""
+        """Count the recovery and say it on the record, with the reason, as an attempt of its own.
+
+        The attempt on ``dead_consumer`` ends ``interrupted`` with a ``job_attempt``
+        row saying its lease was taken over, so the run that follows is a second
+        attempt with its reason. The dead consumer may not be dead, only cut off
+        (a network partition): then the job runs on both sides, never silently.
+        """
         count = self.count_recovery(task.id)
-        self.record_now(S.SIGNAL_INTERRUPTED, task)
+        reason = (
+            f"interrupted: the lease of consumer {dead_consumer} expired (no heartbeat for "
+            f"{self.queue.settings.heartbeat_timeout} s: it died or lost the broker); "
+            f"taken over by {consumer_name()}, run again"
+        )
+        try:
+            self._apply(
+                [self._failed(task.id, INTERRUPTED, {"error": reason, "traceback": ""}, dead_consumer, utcnow(), None)]
+            )
+        except Exception:
+            logger.exception("registry: could not record the takeover of %s", task.id)
         return count
 
     def requeued(self, task: Task) -> None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import redis.connection
+import redis.exceptions
 from huey.storage import RedisExpireStorage
+from redis.client import Pipeline
+from redis.sentinel import Sentinel, SentinelConnectionPool
+
+from meingym_tasks.settings import parse_sentinel_url
 
 # Moves every due message of the schedule onto the queue in one step, so a
 # scheduler killed between huey's "pop from schedule" and "enqueue" loses none.
@@ -48,6 +54,40 @@ def milliseconds(ttl: float) -> int:
     return max(1, round(ttl * 1000))
 
 
+class ReplicationTimeout(redis.exceptions.ConnectionError):
+    """Fewer replicas than asked for (``MEINGYM_REDIS_WAIT_REPLICAS``) confirmed a job in time.
+
+    The job is on the primary and will probably run, but a failover now could
+    lose it, so the enqueue is not accepted: producers see ``BrokerUnavailable``
+    (API 503, CLI exit 1), as for any broker that cannot take a job.
+    """
+
+
+def sentinel_pool(url: str) -> SentinelConnectionPool:
+    """The connection pool of the current primary named by a ``redis+sentinel://`` URL.
+
+    redis-py's Sentinel support does the discovery: each new connection asks
+    the sentinels for the primary's address, and a connection to a primary
+    that was demoted (``READONLY``) or is gone is dropped, so clients follow a
+    failover without a restart. Password, database and options (TLS
+    certificates, timeouts) are read as redis-py reads them from ``redis://``.
+    Builds nothing that connects: discovery happens on first use.
+    """
+    target = parse_sentinel_url(url)
+    options = redis.connection.parse_url(target.redis_url)
+    for key in ("host", "port", "path", "connection_class"):
+        options.pop(key, None)
+    if target.tls:
+        options["ssl"] = True  # SentinelConnectionPool picks its TLS connection class from this
+    # The sentinels get the same timeouts and TLS settings, and a password of their own (if any).
+    to_sentinels = {k: v for k, v in options.items() if k.startswith(("socket_", "ssl"))}
+    if target.sentinel_password:
+        to_sentinels["password"] = target.sentinel_password
+    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=to_sentinels, **options)
+    pool: SentinelConnectionPool = sentinel.master_for(target.service).connection_pool
+    return pool
+
+
 class RedisBroker(RedisExpireStorage):
     """Redis: results expire by themselves (``SET ... PX``); reliable fetch with in-flight lists.
 
@@ -59,12 +99,39 @@ class RedisBroker(RedisExpireStorage):
 
     consumer_id: str | None = None
 
-    def __init__(self, name: str, **kwargs: Any) -> None:
+    def __init__(self, name: str, wait_replicas: int = 0, wait_timeout_ms: int = 1000, **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
+        #: Redis ``WAIT`` after every enqueue: how many replicas must have the job, within how long.
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self.consumers_key = f"huey.consumers.{self.name}"
         self._to_queue = self.conn.register_script(SCHEDULE_TO_QUEUE_LUA)
         self._ack = self.conn.register_script(ACK_LUA)
         self._swap = self.conn.register_script(SWAP_LUA)
+
+    def enqueue(self, data: bytes, priority: float | None = None) -> None:
+        """huey's ``LPUSH``; with ``wait_replicas``, accepted only once that many replicas have the job."""
+        if not self.wait_replicas:
+            return super().enqueue(data, priority)  # type: ignore[no-any-return]
+        self._replicated(lambda pipe: pipe.lpush(self.queue_key, data))
+
+    def add_to_schedule(self, data: bytes, ts: Any) -> None:
+        """huey's ``ZADD`` to the schedule (a delayed job), with the same ``WAIT`` as :meth:`enqueue`."""
+        if not self.wait_replicas:
+            return super().add_to_schedule(data, ts)  # type: ignore[no-any-return]
+        self._replicated(lambda pipe: pipe.zadd(self.schedule_key, {data: self.convert_ts(ts)}))
+
+    def _replicated(self, write: Callable[[Pipeline], Any]) -> None:
+        """Run ``write`` and ``WAIT`` in one round trip; :class:`ReplicationTimeout` if too few replicas confirm."""
+        pipe = self.conn.pipeline(transaction=False)
+        write(pipe)
+        pipe.wait(self.wait_replicas, self.wait_timeout_ms)
+        confirmed = pipe.execute()[-1]
+        if confirmed < self.wait_replicas:
+            raise ReplicationTimeout(
+                f"{confirmed} of {self.wait_replicas} Redis replica(s) confirmed the job within "
+                f"{self.wait_timeout_ms} ms (MEINGYM_REDIS_WAIT_REPLICAS); it is not accepted"
+            )
 
     def inflight_key(self, consumer_id: str) -> str:
         return f"huey.inflight.{self.name}.{consumer_id}"

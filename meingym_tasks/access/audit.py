@@ -141,9 +141,16 @@ def write(entry: Entry) -> None:
     try:
         with write_transaction():
             record(entry.actor, entry.action, entry.target, entry.outcome, entry.message, entry.detail)
-    except Exception:
-        logger.exception(
-            "audit: could not record %s of %s by %s (%s)", entry.action, entry.target, entry.actor.name, entry.outcome
+    except Exception as exc:  # one line, no traceback: the CLI prints it, the web logs it
+        reason = " ".join(str(exc).split())
+        logger.error(
+            "audit: could not record %s of %s by %s (%s): %s: %s",
+            entry.action,
+            entry.target,
+            entry.actor.name,
+            entry.outcome,
+            type(exc).__name__,
+            reason,
         )
 
 

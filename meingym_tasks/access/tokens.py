@@ -85,9 +85,7 @@ def check_name(name: str) -> str:
     if not NAME.fullmatch(name):
         raise InvalidTokenRequest(f"token name {name!r} is not allowed; expected {NAME_RULE}")
     if name == BUILTIN_NAME:
-        raise InvalidTokenRequest(
-            f"token name {name!r} is taken by the built-in MEINGYM_ADMIN_TOKEN; choose another name"
-        )
+        raise TokenExists(f"token name {name!r} is taken by the built-in MEINGYM_ADMIN_TOKEN; choose another name")
     return name
 
 

@@ -228,6 +228,11 @@ def _warnings(settings: Settings) -> list[str]:
             f"can write to the broker forge jobs; use {GOOD_SECRET_KEY_LENGTH} or more random ones, such as "
             "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
         )
+    if settings.smtp_host and settings.smtp_user and not settings.smtp_starttls:
+        warnings.append(
+            f"SMTP_USER is set without SMTP_STARTTLS: the password goes to {settings.smtp_host} unencrypted "
+            "(if the server offers AUTH without TLS); set SMTP_STARTTLS=true"
+        )
     exposed = _readable_by_others(settings)
     if exposed:
         warnings.append(

@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from meingym_tasks.cli.access import COMMANDS as ACCESS_COMMANDS
 from meingym_tasks.cli.config import config
 from meingym_tasks.cli.context import AppContext, pass_app, print_data
 from meingym_tasks.cli.registry import COMMANDS
@@ -43,6 +44,8 @@ def cli(ctx: click.Context, config: str | None) -> None:
       meingym-tasks jobs --state failed
       meingym-tasks status 3f2b8c1e-5d6a-4c1b-9a7d-0e1f2a3b4c5d
       meingym-tasks queues
+      meingym-tasks tokens create prometheus --scope read
+      meingym-tasks audit --target 3f2b8c1e-5d6a-4c1b-9a7d-0e1f2a3b4c5d
     """
     import os
 
@@ -191,5 +194,5 @@ def main() -> None:
 cli.add_command(config)
 cli.add_command(trigger)
 cli.add_command(web)
-for command in COMMANDS:
+for command in [*COMMANDS, *ACCESS_COMMANDS]:
     cli.add_command(command)

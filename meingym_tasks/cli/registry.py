@@ -1,4 +1,8 @@
-"""CLI commands over the job registry: status, jobs, retry, cancel, purge, queues."""
+"""CLI commands over the job registry: status, jobs, retry, cancel, purge, queues.
+
+Retry, cancel and purge are recorded in the audit trail with the operator as
+``user@host`` (``meingym-tasks audit``), refusals and failures included.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +38,17 @@ def user_errors(param_hint: str | None = None) -> Iterator[None]:
 
 def bound(ctx: click.Context) -> None:
     ctx.find_root().obj.bind()
+
+
+#: Errors that mean "the rules turned this down": audited as refused, not failed.
+REFUSALS = (InvalidJobRequest, UnknownJob, JobStateConflict)
+
+
+def audited(action: str, target: str | None) -> Any:
+    """Record the action done in the block in the audit trail, as the operator at this shell."""
+    from meingym_tasks.access import audit
+
+    return audit.recorded(audit.cli_actor(), action, target, refusals=REFUSALS)
 
 
 class Duration(click.ParamType):
@@ -192,8 +207,9 @@ def retry(ctx: click.Context, job_id: str, as_json: bool) -> None:
     bound(ctx)
     from meingym_tasks.jobs import retry_job
 
-    with user_errors("JOB_ID"):
+    with user_errors("JOB_ID"), audited("retry", job_id) as entry:
         job = retry_job(job_id)
+        entry.message = f"queued again (attempt {job['attempts'] + 1} next)"
     print_json(job) if as_json else click.echo(f"{job_id}: {job['state']} (attempt {job['attempts'] + 1} next)")
 
 
@@ -211,8 +227,10 @@ def cancel(ctx: click.Context, job_id: str, as_json: bool) -> None:
     bound(ctx)
     from meingym_tasks.jobs import cancel_job
 
-    with user_errors("JOB_ID"):
+    with user_errors("JOB_ID"), audited("cancel", job_id) as entry:
         job = cancel_job(job_id)
+        running = job["cancel_requested"] and job["state"] not in FINISHED
+        entry.message = "running: asked to stop" if running else f"cancelled ({job['state']})"
     if as_json:
         print_json(job)
     elif job["cancel_requested"] and job["state"] not in FINISHED:
@@ -240,8 +258,9 @@ def purge(ctx: click.Context, state: str | None, older_than: timedelta | None, y
     what = f"{state or 'finished'} job records" + (f" finished more than {older_than} ago" if older_than else "")
     if not yes and sys.stdin.isatty():
         click.confirm(f"Delete {what}?", abort=True)
-    with user_errors():
+    with user_errors(), audited("purge", what) as entry:
         removed = purge_jobs(state=state, older_than=older_than)
+        entry.message, entry.detail = f"deleted {removed} {what}", {"deleted": removed}
     click.echo(f"deleted {removed} {what}")
 
 

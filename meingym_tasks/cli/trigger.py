@@ -18,7 +18,7 @@ import click
 from click.core import ParameterSource
 
 from meingym_tasks.cli.context import AppContext, IsoDateTime, pass_app, print_data
-from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobArguments
+from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobArguments, InvalidJobRequest
 from meingym_tasks.names import QUEUE_ALIASES
 
 if TYPE_CHECKING:
@@ -204,9 +204,17 @@ def trigger_job(
     """Enqueue, print the job id (or the answer as JSON) and, with ``wait``, follow the job to its end."""
     app.bind()
     from meingym_tasks import jobs
+    from meingym_tasks.access import audit
 
     try:
-        queued = jobs.enqueue(spec.name, delay=delay, eta=eta, **arguments)
+        with audit.recorded(audit.cli_actor(), "trigger", spec.name, refusals=(InvalidJobRequest,)) as entry:
+            entry.detail = {"job": spec.name, "arguments": {k: _plain(v) for k, v in arguments.items()}}
+            if delay is not None or eta is not None:
+                entry.detail.update(delay=delay, eta=eta.isoformat() if eta is not None else None)
+            queued = jobs.enqueue(spec.name, delay=delay, eta=eta, **arguments)
+            entry.target = queued["job_id"]
+            entry.detail["deduplicated"] = bool(queued.get("deduplicated"))
+            entry.message = f"{spec.name} enqueued as {queued['job_id']}"
     except InvalidJobArguments as exc:
         fields = dict.fromkeys(option_name(e["field"]) for e in exc.errors)
         raise click.BadParameter(exc.errors[0]["message"], param_hint=" / ".join(f"'{f}'" for f in fields)) from None
@@ -230,6 +238,11 @@ def trigger_job(
     outcome = jobs.wait_for_result(queued["job_id"], timeout=timeout)
     print_data(outcome, as_json)
     sys.exit(0 if outcome["status"] == "complete" else 1)
+
+
+def _plain(value: Any) -> Any:
+    """A parameter's value as JSON can hold it (dates as ISO text)."""
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def watch_progress(job_id: str, timeout: float | None, poll: float = 0.2) -> None:

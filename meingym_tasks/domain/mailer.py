@@ -2,13 +2,17 @@
 
 Without ``SMTP_HOST`` a message is written as ``<outbox>/<job id>.eml``, so a
 fresh machine "sends" mail you can open; with it, smtplib delivers to the
-server (STARTTLS and login when configured).
+server (STARTTLS and login when configured). STARTTLS verifies the server's
+certificate and name against the system's CAs (``SSL_CERT_FILE`` names another
+bundle): smtplib's own default checks neither, which would hand the password to
+anyone in the path.
 """
 
 from __future__ import annotations
 
 import os
 import smtplib
+import ssl
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
 
@@ -37,7 +41,7 @@ def deliver(message: EmailMessage, settings: Settings, name: str) -> str:
     if settings.smtp_host:
         with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout) as smtp:
             if settings.smtp_starttls:
-                smtp.starttls()
+                smtp.starttls(context=ssl.create_default_context())
             if settings.smtp_user:
                 smtp.login(settings.smtp_user, settings.smtp_password or "")
             smtp.send_message(message)

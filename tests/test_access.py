@@ -125,17 +125,34 @@ def test_failures_counted_from_many_connections_at_once_are_all_counted(
 
 def test_locks_double_up_to_the_cap_and_failures_are_forgotten_after_an_hour(db: peewee.Database) -> None:
     policy = throttle.ThrottlePolicy(max_failures=3, max_lock=20)
-    locks = []
-    for _ in range(9):
-        lockouts = throttle.failed("10.0.0.9", "admin", policy, now=NOW)
-        locks.append(next((lock.seconds for lock in lockouts if lock.kind == "address"), 0))
+    at, locks = NOW, []
+    for _ in range(9):  # each failure made once the previous lock is over, as the web only then checks one
+        lockouts = throttle.failed("10.0.0.9", "admin", policy, now=at)
+        seconds = next((lock.seconds for lock in lockouts if lock.kind == "address"), 0)
+        locks.append(seconds)
+        at += timedelta(seconds=seconds)
 
     assert locks == [0, 0, 1, 2, 4, 8, 16, 20, 20]
-    assert throttle.standing("10.0.0.9", "admin", policy, now=NOW).retry_after == 20
-    later = NOW + timedelta(hours=1, seconds=30)
+    last = at - timedelta(seconds=20)
+    assert throttle.standing("10.0.0.9", "admin", policy, now=last).retry_after == 20
+    later = last + timedelta(hours=1, seconds=30)
     assert throttle.standing("10.0.0.9", "admin", policy, now=later).retry_after is None
     assert throttle.failed("10.0.0.9", "admin", policy, now=later) == []  # counting again from one
     assert ThrottleEntry.get(ThrottleEntry.kind == "address").failures == 1
+
+
+def test_a_running_lock_is_not_extended_and_is_reported_once(
+    db: peewee.Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    policy = throttle.ThrottlePolicy(max_failures=100, name_failures=3)
+    reported = [throttle.failed(f"10.0.1.{n}", "viewer", policy, now=NOW) for n in range(10)]
+
+    assert [len(lockouts) for lockouts in reported] == [0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+    row = ThrottleEntry.get(ThrottleEntry.kind == "token")
+    assert row.failures == 10 and row.locked_until == throttle.epoch(NOW) + 1
+    assert len([r for r in caplog.records if "under attack" in r.getMessage()]) == 1
+    after = throttle.failed("10.0.1.99", "viewer", policy, now=NOW + timedelta(seconds=2))
+    assert [(lock.kind, lock.failures, lock.seconds) for lock in after] == [("token", 11, 256.0)]
 
 
 def test_retention_prunes_old_audit_entries_expired_sessions_and_forgotten_failures_in_the_housekeeping_job(

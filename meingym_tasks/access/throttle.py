@@ -12,7 +12,8 @@ Every web worker (and every machine behind one proxy) shares the counters, so
   token) that collects ``name_failures`` failures, from any addresses, is under
   attack and locked the same way; while it is, addresses that have failed
   before are refused for it. Addresses with a clean record (its owner's) still
-  get in: a distributed guesser cannot lock a token's owner out.
+  get in: a distributed guesser cannot lock a token's owner out. A running lock
+  is never extended: each lock is one log line, however many failures it sees.
 * Failures are forgotten ``memory`` seconds after the last one; a success
   forgives its address at once. A success is never delayed: the checks are
   one indexed read, and nothing sleeps.
@@ -116,10 +117,13 @@ def failed(address: str, name: str, policy: ThrottlePolicy, now: datetime | None
     with write_transaction():
         cursor = database.execute_sql(_upsert_sql(values, policy), params)
         returned = cursor.fetchall()
+    free = {kind: number for kind, _, number in keys}
     lockouts = []
     for kind, key, failures, locked_until in returned:
-        if locked_until > at:
-            lockout = Lockout(kind, key, int(failures), round(locked_until - at, 3))
+        seconds = policy.lock_after(int(failures), free[kind])
+        # A lock still running is kept, not extended: only a lock this failure started is reported.
+        if seconds and abs(locked_until - (at + seconds)) < 1e-3:
+            lockout = Lockout(kind, key, int(failures), seconds)
             lockouts.append(lockout)
             _log(lockout)
     return lockouts
@@ -155,6 +159,9 @@ def prune(now: datetime | None = None, policy: ThrottlePolicy | None = None) -> 
 def _upsert_sql(values: str, policy: ThrottlePolicy) -> str:
     """One statement for both rows: a forgotten count starts again at 1, a count past the free ones locks.
 
+    A lock that is still running stays as it is (failures from other addresses keep
+    counting for a token name, but do not start one lock, and one log line, each).
+
     The policy's numbers are ours (never request data), so they are written into the SQL as literals.
     """
     postgres = isinstance(database.obj, peewee.PostgresqlDatabase)
@@ -176,7 +183,9 @@ def _upsert_sql(values: str, policy: ThrottlePolicy) -> str:
     return (
         "INSERT INTO access_throttle (kind, key, failures, last_failure_at, locked_until) "
         f"VALUES {values} "
-        f"ON CONFLICT (kind, key) DO UPDATE SET failures = {count}, locked_until = {lock}, "
+        f"ON CONFLICT (kind, key) DO UPDATE SET failures = {count}, "
+        "locked_until = CASE WHEN access_throttle.locked_until > excluded.last_failure_at "
+        f"THEN access_throttle.locked_until ELSE {lock} END, "
         "last_failure_at = excluded.last_failure_at "
         "RETURNING kind, key, failures, locked_until"
     )

@@ -261,3 +261,40 @@ def test_the_printed_login_url_logs_in_and_the_api_docs_render_from_packaged_fil
         watched.close()
 
     assert watched.problems == []
+
+
+@pytest.mark.parametrize(("broker_url", "database_url"), [("sqlite", "sqlite")], indirect=True)
+def test_a_read_token_sees_the_dashboard_read_only_and_a_logged_out_cookie_is_dead(
+    browser: Any, app_settings: Settings, db: peewee.Database, request: pytest.FixtureRequest
+) -> None:
+    from meingym_tasks.access import tokens
+
+    viewer = tokens.create("viewer", tokens.READ, created_by="test")[0]
+    app = create_app(app_settings, WebSettings(admin_token=TOKEN))
+    with serving(app) as base:
+        watched = Watched(browser, base)
+        page = watched.page
+        page.goto(base + "/admin/jobs")
+        page.get_by_label("Admin token").fill(viewer)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(base + "/admin/jobs")
+
+        assert page.get_by_role("heading", name="Trigger a job").count() == 0
+        assert page.get_by_role("button", name=re.compile("Retry all failed")).count() == 0
+        assert page.get_by_role("link", name="Access").count() == 0
+        assert "viewer (read)" in page.locator("header.top").inner_text()
+        page.screenshot(path=str(artifact(request, "read-only.png")), full_page=True)
+        cookie = next(c for c in watched.context.cookies() if c["name"] == "meingym_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+
+        page.get_by_role("button", name="Log out").click()
+        page.wait_for_url(base + "/admin/login")
+        # The cookie as it was before logging out, replayed: the session is gone on the server.
+        watched.context.add_cookies([cookie])
+        replayed = page.request.get(base + "/api/jobs")
+        page.goto(base + "/admin/jobs")
+        assert replayed.status == 401
+        assert page.url.startswith(base + "/admin/login?next=")
+        watched.close()
+
+    assert watched.problems == []

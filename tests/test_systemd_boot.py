@@ -254,7 +254,7 @@ def machine(tmp_path_factory: pytest.TempPathFactory, releases: Path) -> Iterato
             skip_or_fail(f"this machine cannot boot a container: {exc}")
         print(
             f"\ncontainer {container.name}: root file system {built - started:.1f}s, "
-            f"unpacked and booted {time.monotonic() - built:.1f}s"
+            f"unpacked and booted {time.monotonic() - built:.1f}s; journal and transcript go to {artifacts}"
         )
         yield container
     finally:

@@ -117,10 +117,10 @@ def failed(address: str, name: str, policy: ThrottlePolicy, now: datetime | None
     with write_transaction():
         cursor = database.execute_sql(_upsert_sql(values, policy), params)
         returned = cursor.fetchall()
-    free = {kind: number for kind, _, number in keys}
+    allowed = {kind: number for kind, _, number in keys}
     lockouts = []
     for kind, key, failures, locked_until in returned:
-        seconds = policy.lock_after(int(failures), free[kind])
+        seconds = policy.lock_after(int(failures), allowed[kind])
         # A lock still running is kept, not extended: only a lock this failure started is reported.
         if seconds and abs(locked_until - (at + seconds)) < 1e-3:
             lockout = Lockout(kind, key, int(failures), seconds)

@@ -118,4 +118,5 @@ def test_a_job_running_when_its_consumer_is_stopped_hard_goes_back_on_the_queue(
     log = (tmp_path / "logs" / "consumer-users.log").read_text()
     assert get_job(job_id)["state"] == "queued"
     assert users_queue.pending_count() == 1
-    assert f"job {job_id} put back on the queue at shutdown" in log
+    # Through huey_consumer's own handler: with its time stamp, level and our logger's name.
+    assert f"WARNING:meingym_tasks.consumer:MainThread:users-processing: job {job_id} put back on the queue" in log

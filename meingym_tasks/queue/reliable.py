@@ -227,6 +227,23 @@ class Lease:
         self.policy = AckNow(self.acknowledge)
 
 
+def log_like_huey() -> None:
+    """Send our log lines where huey_consumer sends huey's, at its level.
+
+    ``huey_consumer`` gives only the ``huey`` logger a handler (``-v``/``-q``
+    set its level), so the run summaries and recovery warnings of
+    ``meingym_tasks.*`` were dropped or printed bare. Nothing changes when the
+    root logger already has handlers (``meingym-tasks worker`` configures it).
+    """
+    ours, huey_logger = logging.getLogger("meingym_tasks"), logging.getLogger("huey")
+    if logging.getLogger().handlers or ours.handlers or not huey_logger.handlers:
+        return
+    for handler in huey_logger.handlers:
+        ours.addHandler(handler)
+    ours.setLevel(huey_logger.level)
+    ours.propagate = False
+
+
 class ReliableConsumer(Consumer):
     """huey's consumer with a lease: heartbeats, the reaper, the orphan check, release at exit.
 
@@ -255,6 +272,7 @@ class ReliableConsumer(Consumer):
         self._stopped = False
 
     def start(self) -> None:
+        log_like_huey()
         observer = self.huey.observer
         observer.consumer_started(self.info)
         if self.reliable:

@@ -32,6 +32,7 @@ logger = logging.getLogger("bench")
 
 MODULES = {
     "throughput": "bench.throughput",
+    "latency": "bench.latency",
     "update": "bench.update",
     "api": "bench.http_api",
     "memory": "bench.memory",
@@ -74,8 +75,24 @@ def write_outputs(results: dict[str, Any], out: Path, update_docs: bool) -> None
         logger.warning("docs/performance.md has no results markers; not updated")
 
 
-def render(source: Path, out: Path, update_docs: bool) -> int:
+def previous_run(path: Path | None) -> dict[str, Any] | None:
+    """What the report shows of an earlier run: when, where, its targets and its throughput."""
+    if path is None or not path.exists():
+        return None
+    earlier = json.loads(path.read_text())
+    if "previous" in earlier:
+        del earlier["previous"]
+    keep = ("finished_at", "command", "mode", "minutes", "config", "machine", "load_average_end", "targets")
+    kept = {key: earlier[key] for key in keep if key in earlier}
+    if isinstance(earlier.get("throughput"), dict):
+        kept["throughput"] = earlier["throughput"]
+    return kept
+
+
+def render(source: Path, out: Path, update_docs: bool, previous: Path | None = None) -> int:
     results = json.loads(source.read_text())
+    if previous is not None:
+        results["previous"] = previous_run(previous)
     results["targets"] = report.targets(results)
     out.mkdir(parents=True, exist_ok=True)
     write_outputs(results, out, update_docs)
@@ -96,9 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--render", type=Path, metavar="JSON", help="measure nothing: rewrite latest.md, chart.svg (and docs) from JSON"
     )
+    parser.add_argument(
+        "--previous",
+        type=Path,
+        metavar="JSON",
+        help="an earlier run's latest.json, whose targets and throughput are shown beside this run's "
+        "(default: previous.json in the output directory, when there is one)",
+    )
     args = parser.parse_args(argv)
     if args.render is not None:
-        return render(args.render, args.out or args.render.parent, args.update_docs)
+        return render(args.render, args.out or args.render.parent, args.update_docs, args.previous)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     for noisy in ("peewee", "huey", "meingym_tasks"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -151,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     results["minutes"] = (time.monotonic() - started) / 60
     results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     results["targets"] = report.targets(results)
+    results["previous"] = previous_run(args.previous or out / "previous.json")
     results["checks_ok"] = checks_ok({k: v for k, v in results.items() if k in MODULES})
 
     (out / "latest.json").write_text(json.dumps(results, indent=1, default=str) + "\n")

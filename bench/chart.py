@@ -20,16 +20,21 @@ def bars(results: dict[str, Any]) -> tuple[list[Bar], list[Bar]]:
     """(label, stat, target) for the "higher is better" and the "lower is better" panel."""
     higher: list[Bar] = []
     lower: list[Bar] = []
+    from bench.report import BROKER_NAMES, limit
+
     for row in (results.get("throughput") or {}).get("rows", []):
-        name = "Redis" if row["broker"] == "redis" else "SQLite"
-        target = 0.85 if row["broker"] == "redis" else 0.75
-        higher.append((f"process, {name}, {row['workers']} worker(s)", row["process_ratio"], target))
-        higher.append((f"enqueue, {name}, {row['workers']} worker(s)", row["enqueue_ratio"], 0.85))
+        name = BROKER_NAMES.get(row["broker"], row["broker"])
+        process, enqueue = limit(f"process-{row['broker']}"), limit(f"enqueue-{row['broker']}")
+        higher.append((f"process, {name}, {row['workers']} worker(s)", row["process_ratio"], process))
+        higher.append((f"enqueue, {name}, {row['workers']} worker(s)", row["enqueue_ratio"], enqueue))
+    for row in (results.get("latency") or {}).get("rows", []):
+        name = BROKER_NAMES.get(row["broker"], row["broker"])
+        lower.append((f"start latency p99, {name}", row["p99_ratio"], limit("latency-p99")))
     for db in (results.get("update") or {}).get("databases", []):
         for m in [*db.get("scaling", {}).get("runs", []), db.get("large")]:
             if m:
-                label = f"{db['database']}, {m['actions']:,} actions, {m['consumers']} consumer(s)"
-                lower.append((label, m["ratio"], 1.5))
+                label = f"update, {db['database']}, {m['actions']:,} actions, {m['consumers']} consumer(s)"
+                lower.append((label, m["ratio"], limit(f"update-{db['database']}")))
     return higher, lower
 
 
@@ -74,7 +79,7 @@ def svg(results: dict[str, Any]) -> str:
     if lower:
         worst = max((s.get("max") or s.get("median") or 0 for _, s, _ in lower), default=1.5)
         scale = max(2.0, round(worst + 0.5))
-        parts += _panel("update-all-actions / one UPDATE, same run (lower is better)", lower, top, scale)
+        parts += _panel("Full stack / plain huey or one UPDATE, same run (lower is better)", lower, top, scale)
         top += len(lower) * (BAR + GAP) + 40
     height = top
     style = (

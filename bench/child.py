@@ -20,6 +20,10 @@ completion to ``drained``: per job, it is far steadier than the rates on a
 shared machine.
 
 ``marks`` holds the process's RSS after that many completions.
+
+With ``MEINGYM_BENCH_COUNT_SQL=1`` the report also holds the SQL statements and
+commits this process made, by who made them (see :mod:`bench.counting`); the
+bench sets it only for runs that are not timed.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -78,6 +83,7 @@ class Counter:
         self.rss: dict[str, int | None] = {}
         self.drain_timeout = drain_timeout
         self.backlog_at_last = 0
+        self.usage_first: resource.struct_rusage | None = None
         self._lock = threading.Lock()
 
     def on_complete(self, name: str, task: Any, *args: Any) -> None:
@@ -88,6 +94,7 @@ class Counter:
             if count == 1:
                 self.first = now
                 self.cpu_first = time.process_time()
+                self.usage_first = resource.getrusage(resource.RUSAGE_SELF)
         if count in self.marks:
             self.rss[str(count)] = proc_status_kb(os.getpid(), "VmRSS")
         if count == self.jobs:
@@ -106,7 +113,8 @@ class Counter:
             time.sleep(0.001)
         drained = time.monotonic()
         cpu = time.process_time()
-        report = {
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        report: dict[str, Any] = {
             "count": self.count,
             "errors": self.errors,
             "first": self.first,
@@ -120,6 +128,16 @@ class Counter:
             "pid": os.getpid(),
             "thread_cpu_seconds": thread_cpu_seconds(),
         }
+        if self.usage_first is not None:  # over the same span as cpu_seconds: user and kernel time, context switches
+            first = self.usage_first
+            report["user_seconds"] = usage.ru_utime - first.ru_utime
+            report["system_seconds"] = usage.ru_stime - first.ru_stime
+            report["voluntary_switches"] = usage.ru_nvcsw - first.ru_nvcsw
+            report["involuntary_switches"] = usage.ru_nivcsw - first.ru_nivcsw
+        if os.environ.get("MEINGYM_BENCH_COUNT_SQL") == "1":
+            from bench import counting
+
+            report["sql"] = counting.snapshot()
         tmp = self.out.with_suffix(".tmp")
         tmp.write_text(json.dumps(report))
         tmp.replace(self.out)
@@ -128,8 +146,8 @@ class Counter:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.child")
     parser.add_argument("--stack", choices=("plain", "full"), required=True)
-    parser.add_argument("--broker", choices=("redis", "sqlite"), required=True)
-    parser.add_argument("--location", required=True, help="plain stack: the Redis URL or the SQLite file")
+    parser.add_argument("--broker", choices=("redis", "sqlite", "postgres"), required=True)
+    parser.add_argument("--location", required=True, help="plain stack: the Redis URL, SQLite file or PostgreSQL DSN")
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--jobs", type=int, required=True)
     parser.add_argument("--marks", default="")
@@ -138,6 +156,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # huey_consumer -q: warnings only, in both stacks (per-job INFO lines would cost both the same).
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if os.environ.get("MEINGYM_BENCH_COUNT_SQL") == "1":
+        from bench import counting
+
+        counting.install()
 
     queue: Huey
     if args.stack == "full":
@@ -147,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         from bench.noop import plain_queue
 
-        queue, _ = plain_queue(args.broker, args.location)
+        queue = plain_queue(args.broker, args.location).queue
     marks = [int(m) for m in args.marks.split(",") if m]
     counter = Counter(queue, args.jobs, marks, args.out, args.drain_timeout)
     queue.signal(S.SIGNAL_COMPLETE)(counter.on_complete)
@@ -169,15 +191,21 @@ def spawn(
     env: dict[str, str],
     marks: tuple[int, ...] = (),
     drain_timeout: float = 600,
+    pass_fds: tuple[int, ...] = (),
 ) -> subprocess.Popen[bytes]:
-    """Start ``python -m bench.child`` with ``env`` over ours; its log goes next to ``out``."""
+    """Start ``python -m bench.child`` with ``env`` over ours; its log goes next to ``out``.
+
+    ``pass_fds`` stay open in the child (the latency pipe).
+    """
     out.unlink(missing_ok=True)
     command = [sys.executable, "-m", "bench.child", "--stack", stack, "--broker", broker, "--location", location]
     command += ["--workers", str(workers), "--jobs", str(jobs), "--out", str(out)]
     command += ["--marks", ",".join(str(m) for m in marks), "--drain-timeout", str(drain_timeout)]
     log = open(out.with_suffix(".log"), "wb")  # noqa: SIM115 (the child keeps it)
     try:
-        return subprocess.Popen(command, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            command, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, pass_fds=pass_fds
+        )
     finally:
         log.close()
 
@@ -193,6 +221,27 @@ def await_report(proc: subprocess.Popen[bytes], out: Path, timeout: float) -> di
         time.sleep(0.02)
     report: dict[str, Any] = json.loads(out.read_text())
     return report
+
+
+def profile(proc: subprocess.Popen[bytes], name: str) -> subprocess.Popen[bytes] | None:
+    """With ``MEINGYM_BENCH_PROFILE=DIR``: py-spy samples the consumer into ``DIR/<name>.txt`` (collapsed stacks).
+
+    For finding where a job's time goes (``python -m bench.profile DIR`` sums
+    the stacks up); never set in a run whose rates are published.
+    """
+    directory = os.environ.get("MEINGYM_BENCH_PROFILE", "").strip()
+    if not directory:
+        return None
+    py_spy = Path(sys.executable).parent / "py-spy"
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    output = Path(directory) / f"{name}.txt"
+    command = [str(py_spy), "record", "-p", str(proc.pid), "-r", "500", "-f", "raw", "-t", "-g", "-o", str(output)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profile(profiler: subprocess.Popen[bytes] | None) -> None:
+    if profiler is not None:
+        stop_process(profiler, signal.SIGINT, 30)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:

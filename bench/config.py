@@ -7,7 +7,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-SECTIONS = ("throughput", "update", "api", "memory")
+SECTIONS = ("throughput", "latency", "update", "api", "memory")
+BROKERS = ("redis", "sqlite", "postgres")
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -20,6 +21,12 @@ class BenchConfig:
     #: Section 1: no-op jobs per measurement, and the thread-worker counts compared.
     jobs: int = 20_000
     workers: tuple[int, ...] = (1, 4)
+    brokers: tuple[str, ...] = BROKERS
+    #: Jobs of the uncounted warm-up measurement of each stack on each broker, and of the SQL-counting run.
+    warmup_jobs: int = 1_000
+    count_jobs: int = 2_000
+    #: Section 2: jobs enqueued one at a time to an idle consumer, per stack, broker and run.
+    latency_samples: int = 300
     #: Section 2: actions of the big run, of the consumer-scaling run and its batch size.
     actions: int = 1_000_000
     scaling_actions: int = 100_000
@@ -63,6 +70,13 @@ class BenchConfig:
         unknown = set(sections) - set(SECTIONS)
         if unknown:
             raise SystemExit(f"MEINGYM_BENCH_SECTIONS={','.join(sections)!r}: expected some of {', '.join(SECTIONS)}")
+        brokers = tuple(b.strip() for b in env.get("MEINGYM_BENCH_BROKERS", "").split(",") if b.strip())
+        if set(brokers) - set(BROKERS):
+            raise SystemExit(f"MEINGYM_BENCH_BROKERS={','.join(brokers)!r}: expected some of {', '.join(BROKERS)}")
+        raw_workers = env.get("MEINGYM_BENCH_WORKERS", "").strip()
+        if raw_workers and not all(w.strip().isdigit() and int(w) >= 1 for w in raw_workers.split(",")):
+            raise SystemExit(f"MEINGYM_BENCH_WORKERS={raw_workers!r}: expected worker counts such as 1,4")
+        workers = tuple(int(w) for w in raw_workers.split(",")) if raw_workers else ()
         marks = base.memory_marks
         if env.get("MEINGYM_BENCH_MEMORY_JOBS", "").strip():
             last = integer("MEINGYM_BENCH_MEMORY_JOBS", marks[-1])
@@ -71,6 +85,9 @@ class BenchConfig:
             base,
             runs=integer("MEINGYM_BENCH_RUNS", base.runs),
             jobs=integer("MEINGYM_BENCH_JOBS", base.jobs),
+            brokers=brokers or base.brokers,
+            workers=workers or base.workers,
+            latency_samples=integer("MEINGYM_BENCH_LATENCY_SAMPLES", base.latency_samples),
             actions=integer("MEINGYM_BENCH_ACTIONS", base.actions),
             scaling_actions=integer("MEINGYM_BENCH_SCALING_ACTIONS", base.scaling_actions),
             api_records=integer("MEINGYM_BENCH_API_RECORDS", base.api_records),
@@ -88,6 +105,9 @@ class BenchConfig:
             smoke=True,
             runs=1,
             jobs=200,
+            warmup_jobs=50,
+            count_jobs=100,
+            latency_samples=20,
             actions=10_000,
             scaling_actions=10_000,
             scaling_batch=2_000,

@@ -69,7 +69,8 @@ def measure(env: BenchEnv, stack: str, rep: int) -> dict[str, Any]:
         full_queue.configure(settings)
         huey, task = full_queue, noop
     else:
-        huey, task = plain_queue("redis", env.redis_url)
+        plain = plain_queue("redis", env.redis_url)
+        huey, task = plain.queue, plain.noop
     out = data_dir / "consumer.json"
     proc = child.spawn(
         stack, "redis", env.redis_url, env.config.memory_workers, jobs, out, app_env, marks, env.config.step_timeout

@@ -2,8 +2,9 @@
 
 What is asserted is that the bench measured the right thing, never how fast:
 every no-op job ran once and returned its argument, every registry record
-ended complete, every action was rescored to exactly the Python scorer's
-value, and the results files were written.
+ended complete, every start latency was measured on every broker, every
+action was rescored to exactly the Python scorer's value, and the results
+files were written.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def test_the_smoke_bench_measures_every_section_correctly(tmp_path: Path) -> Non
         cwd=REPO,
         env=env,
         capture_output=True,
-        timeout=110,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-4000:]
     results = json.loads((tmp_path / "latest.json").read_text())
@@ -50,10 +51,7 @@ def test_the_smoke_bench_measures_every_section_correctly(tmp_path: Path) -> Non
 
     throughput = results["throughput"]
     assert {(r["broker"], r["workers"]) for r in throughput["rows"]} == {
-        ("redis", 1),
-        ("redis", 4),
-        ("sqlite", 1),
-        ("sqlite", 4),
+        (broker, workers) for broker in ("redis", "sqlite", "postgres") for workers in (1, 4)
     }
     for row in throughput["rows"]:
         for stack in ("plain", "full"):
@@ -65,6 +63,18 @@ def test_the_smoke_bench_measures_every_section_correctly(tmp_path: Path) -> Non
         if row["broker"] == "redis":  # counted, and at least the push and the pop of every job
             assert row["plain"]["commands_per_job"]["median"] >= 2
             assert row["full"]["commands_per_job"]["median"] >= 2
+    for broker in ("sqlite", "postgres"):  # SQL counted in the consumer: at least a statement per job
+        for stack in ("plain", "full"):
+            counted = throughput["statements"][broker][stack]
+            assert counted["checks"]["ok"], counted
+            assert counted["per_job"]["broker"]["statements"] >= 1
+
+    latency = results["latency"]
+    assert {r["broker"] for r in latency["rows"]} == {"redis", "sqlite", "postgres"}
+    for row in latency["rows"]:
+        for stack in ("plain", "full"):
+            assert all(check["ok"] for check in row[stack]["checks"]), (row["broker"], stack, row[stack]["checks"])
+            assert 0 < row[stack]["p50_ms"]["median"] <= row[stack]["p99_ms"]["median"]
 
     for db in results["update"]["databases"]:
         for measured in [*db["scaling"]["runs"], db["large"]]:

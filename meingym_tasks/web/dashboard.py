@@ -12,6 +12,7 @@ paths, never URLs made from the request's Host header.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -23,7 +24,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from meingym_tasks.access.errors import AccessError
+from meingym_tasks.access.errors import AccessError, UnknownSession
 from meingym_tasks.exceptions import BrokerUnavailable, InvalidJobRequest, JobStateConflict, UnknownJob
 from meingym_tasks.jobs.declare import allowed, job_names, value_schema
 from meingym_tasks.names import QUEUE_ALIASES, QUEUES
@@ -176,7 +177,8 @@ def logout(request: Request) -> Response:
     """End the session in the database (the cookie is refused at once, everywhere) and drop the cookie."""
     who = principal(request)
     if who is not None:
-        web_context(request).auth.logout(who, client_address(request.scope))
+        with contextlib.suppress(UnknownSession):  # revoked a moment ago: logged out all the same
+            web_context(request).auth.logout(who, client_address(request.scope))
     root = request.scope.get("root_path", "")
     response = RedirectResponse(f"{root}{LOGIN_PATH}", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path=_cookie_path(request), httponly=True, samesite="strict")

@@ -96,3 +96,21 @@ def test_a_database_data_error_fails_at_once_without_retry(
     assert outcome["error"].startswith("DataError: invalid input syntax for type integer")
     assert outcome["retryable"] is False
     assert users_queue.scheduled_count() == 0
+
+
+def test_a_message_whose_arguments_do_not_fit_the_declaration_fails_at_once(app_settings: Settings) -> None:
+    """As a message written by an older release could: it reaches the consumer past every enqueue check."""
+    from meingym_tasks.jobs import process_user_data
+
+    with freeze_time("2026-11-29 10:00:00") as clock:
+        task = process_user_data.task_class(("abc",), {})
+        users_queue.enqueue(task)
+
+        assert run_due(users_queue) == 1
+        clock.tick(3600)
+        assert run_due(users_queue) == 0
+
+        outcome = job_result(task.id)
+
+    assert outcome["status"] == "failed" and outcome["retryable"] is False
+    assert "the arguments do not fit process-user-data" in outcome["error"]

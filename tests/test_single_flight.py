@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from meingym_tasks.jobs import schedule_actions_update
+from meingym_tasks.jobs import schedule_actions_update, update_all_actions
 from meingym_tasks.names import ACTIONS_QUEUE
 from meingym_tasks.queue import single_flight
 from meingym_tasks.queue.app import MeinGymHuey
@@ -101,3 +101,13 @@ def test_a_release_by_a_run_whose_claim_was_taken_over_leaves_the_new_claim(app_
     single_flight.release(actions_queue, "update-all-actions", stale)  # the old run's late finishing step
 
     assert single_flight.current(actions_queue, "update-all-actions") == fresh
+
+
+def test_a_run_revoked_before_it_ran_releases_its_claim(app_settings: Settings) -> None:
+    first = update_all_actions()
+    first.revoke()  # huey's own way: the consumer skips the message
+
+    run_due(actions_queue)
+
+    assert single_flight.current(actions_queue, "update-all-actions") is None
+    assert schedule_actions_update()["deduplicated"] is False

@@ -127,6 +127,12 @@ def init_database(settings: Settings, pooled: bool = False) -> peewee.Database:
     return database.obj
 
 
+def close_database() -> None:
+    """Close this thread's connection, if open (before forking: a child must open its own)."""
+    if database.obj is not None and not database.is_closed():
+        database.close()
+
+
 def commit_without_waiting_for_disk() -> None:
     """On PostgreSQL, let the current transaction's commit return before its WAL reaches the disk.
 

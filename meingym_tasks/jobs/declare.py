@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
+from huey import signals as S
 from huey.api import Result, Task, TaskWrapper
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import PydanticCustomError
@@ -399,11 +400,23 @@ class Job(TaskWrapper):
         @functools.wraps(func)
         def restored(*args: Any, **kwargs: Any) -> Any:
             task = kwargs.pop(CONTEXT_PARAMETER, None)
-            args, kwargs = spec.restore(args, kwargs)
+            try:
+                args, kwargs = spec.restore(args, kwargs)
+            except PermanentJobError:
+                if task is not None:
+                    task.retries = 0  # arguments that do not fit now will not fit on a retry
+                raise
             return func(*args, task=task, **kwargs)
 
         super().__init__(huey, restored, **options)
         _declare(self)
+        if spec.single_flight:
+            huey.signal(S.SIGNAL_REVOKED, S.SIGNAL_EXPIRED)(self._release_claim)
+
+    def _release_claim(self, signal: str, task: Task, *args: Any) -> None:
+        """A run revoked or expired before it ran never reaches the step that releases its claim."""
+        if isinstance(task, self.task_class):
+            single_flight.release(self.queue, self.spec.name, task.id)
 
     @property
     def queue(self) -> MeinGymHuey:

@@ -146,6 +146,7 @@ class Recorder:
         self._consumer = False
         self._acks: list[bytes] = []
         self._acknowledge: Acknowledge | None = None
+        self._fork_hook = False
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -282,6 +283,19 @@ class Recorder:
             return
         with self._lock:
             self._acknowledge = acknowledge
+        self.queue.on_shutdown("meingym-registry")(self.flush)  # each worker, a forked one too, writes its last
+
+    def _after_fork(self) -> None:
+        """In a forked worker: fresh locks, and a writer thread of its own (the parent's did not come along).
+
+        What the parent had buffered is the parent's to write.
+        """
+        self._lock, self._flush_lock = threading.Lock(), threading.Lock()
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._buffer, self._acks = [], []
+        if self.buffered:
+            self._writer = threading.Thread(target=self._write_loop, name=f"registry-{self.queue.name}", daemon=True)
+            self._writer.start()
             self._acks.append(message)
 
     def start_buffering(self, consumer: bool = True) -> None:
@@ -299,6 +313,9 @@ class Recorder:
         self._writer = threading.Thread(target=self._write_loop, name=f"registry-{self.queue.name}", daemon=True)
         self._writer.start()
 
+        if not self._fork_hook:
+            os.register_at_fork(after_in_child=self._after_fork)  # process workers: see _after_fork
+            self._fork_hook = True
     def stop_buffering(self) -> None:
         self._stop.set()
         self._wake.set()

@@ -1,6 +1,6 @@
 """Run consumers in the foreground, for development (what ``npm run workers`` did).
 
-One queue runs in this process with huey's own Consumer; ``all`` starts one
+One queue runs in this process (the queue's ReliableConsumer); ``all`` starts one
 child process per queue and passes SIGINT/SIGTERM on to them, so Ctrl-C stops
 both gracefully.
 """

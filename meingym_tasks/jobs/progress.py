@@ -38,8 +38,11 @@ def progress(done: int, total: int | None = None, message: str | None = None) ->
         return
     now = time.monotonic()
     with _lock:
-        due = now - _last_write.get(task.id, 0.0) >= MIN_INTERVAL or (total is not None and done >= total)
-        if due:
+        last = total is not None and done >= total
+        due = now - _last_write.get(task.id, 0.0) >= MIN_INTERVAL or last
+        if last:
+            _last_write.pop(task.id, None)  # the job is done reporting: keep no entry per job
+        elif due:
             _last_write[task.id] = now
     if not due:
         return

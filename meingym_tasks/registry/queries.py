@@ -16,6 +16,7 @@ import peewee
 
 from meingym_tasks.clock import utcnow
 from meingym_tasks.db.database import database
+from meingym_tasks.db.fields import write_transaction
 from meingym_tasks.exceptions import InvalidJobRequest, UnknownJob
 from meingym_tasks.names import QUEUES
 from meingym_tasks.queue.reliable import ALIVE_INTERVAL
@@ -241,9 +242,11 @@ def purge(state: str | None = None, older_than: timedelta | None = None, now: da
 
 
 def _delete(condition: peewee.Expression) -> int:
-    ids = JobRecord.select(JobRecord.job_id).where(condition)
-    JobAttempt.delete().where(JobAttempt.job_id.in_(ids)).execute()
-    return int(JobRecord.delete().where(condition).execute())
+    """Delete the records matching ``condition`` and their attempts, together (a retry in between keeps both)."""
+    with write_transaction():
+        ids = JobRecord.select(JobRecord.job_id).where(condition)
+        JobAttempt.delete().where(JobAttempt.job_id.in_(ids)).execute()
+        return int(JobRecord.delete().where(condition).execute())
 
 
 def prune(settings: Settings, now: datetime | None = None) -> int:

@@ -531,3 +531,25 @@ def test_the_audit_api_filters_and_pages_newest_first(app: FastAPI, db: peewee.D
     assert [e["target"] for e in first["entries"] + second["entries"]] == ["t4", "t3", "t2", "t1"]
     assert [e["target"] for e in by_target["entries"]] == ["t3"] and by_target["next"] is None
     assert reader.status_code == 403 and reader.json()["missing_scope"] == "admin"
+
+
+def test_a_trigger_the_broker_refused_is_audited_as_failed_and_never_as_ok(
+    make_settings: Any, database_url: str, db: peewee.Database, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")  # the broker's file would be inside a file: SQLite cannot open it
+    settings = make_settings(MEINGYM_BROKER_URL=f"sqlite:///{blocker}/queue.db", DATABASE_URL=database_url)
+    try:
+        client = client_of(create_app(settings, WebSettings(admin_token=TOKEN)), TOKEN)
+
+        response = client.post("/api/jobs", json={"action": "update-all-actions"})
+    finally:
+        from meingym_tasks.queue import queues
+
+        queues.reset()
+
+    assert response.status_code == 503
+    assert [(e.action, e.target, e.outcome) for e in audit_rows()] == [
+        ("trigger", "update-all-actions", "failed")  # the ok entry rolled back with the job's record
+    ]
+    assert audit_rows()[0].message.startswith("BrokerUnavailable: the queue broker is unavailable")

@@ -67,6 +67,13 @@ class Entry:
     message: str | None = None
     detail: dict[str, Any] | None = None
     outcome: str = OK
+    #: Written by :meth:`write_now` (in the action's own transaction): :func:`recorded` writes it no more.
+    written: bool = False
+
+    def write_now(self) -> None:
+        """Write the ``ok`` entry now, in the caller's transaction: it commits (or not) with the action."""
+        AuditEntry.insert(self.row(utcnow())).execute()
+        self.written = True
 
     def row(self, now: datetime) -> dict[str, Any]:
         return {
@@ -119,10 +126,11 @@ def recorded(
     """Record the action done in the block: ``ok`` when it ends, ``refused`` or ``failed`` when it raises.
 
     The block may change ``entry.target``, ``message`` and ``detail``. The entry
-    is written after the block, in its own transaction; an error raised by the
-    block is re-raised after it was recorded. When the entry itself cannot be
-    written (the database is down), that is logged and the action's own
-    outcome stands.
+    is written after the block, in its own transaction, unless the block wrote it
+    inside the action's transaction (:meth:`Entry.write_now`); an error raised by
+    the block is recorded (after its transaction rolled back) and re-raised. When
+    the entry itself cannot be written (the database is down), that is logged and
+    the action's own outcome stands.
     """
     entry = Entry(actor, action, target)
     try:
@@ -133,7 +141,8 @@ def recorded(
             entry.message = describe(exc)
             write(entry)
         raise
-    write(entry)
+    if not entry.written:
+        write(entry)
 
 
 def write(entry: Entry) -> None:

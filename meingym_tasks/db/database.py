@@ -80,9 +80,11 @@ def private_sqlite_file(path: Path) -> None:
     main file's mode. An existing file or directory keeps its mode (``config
     check`` warns when others can read it): an operator may have chosen it.
     """
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with contextlib.suppress(FileExistsError):
+    # Best effort: where the path cannot be made (a file in the way, no permission), opening it
+    # fails next with SQLite's own error, which callers already turn into "unavailable".
+    with contextlib.suppress(OSError):
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 

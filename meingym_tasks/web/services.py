@@ -64,13 +64,14 @@ def trigger(
             entry.detail = {"job": action, "arguments": request.model_dump(mode="json", exclude=set(OPTIONS))}
             if delay is not None or eta is not None:
                 entry.detail.update(delay=delay, eta=eta.isoformat() if eta is not None else None)
-            # The accepted job's record is written in this transaction: a 202 means both exist.
+            # The accepted job's record and its audit entry are written in this transaction: a 202 means all exist.
             with write_transaction(), records_written_now():
                 commit_without_waiting_for_disk()  # the broker holds the job; its consumer rewrites a lost record
                 queued = jobs.enqueue(action, delay=delay, eta=eta, **arguments)
-            entry.target = queued["job_id"]
-            entry.detail["deduplicated"] = bool(queued.get("deduplicated"))
-            entry.message = trigger_message(action, queued, {"state": queued.get("state", "queued")})
+                entry.target = queued["job_id"]
+                entry.detail["deduplicated"] = bool(queued.get("deduplicated"))
+                entry.message = trigger_message(action, queued, {"state": queued.get("state", "queued")})
+                entry.write_now()
         if "state" in queued:  # a new job: its record says what we know (reading it back cost a quarter)
             return queued, {"state": queued["state"]}
         try:

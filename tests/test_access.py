@@ -201,3 +201,14 @@ def test_the_embedded_database_is_created_0600_in_a_0700_directory(
     assert made == ["meingym.db", "meingym.db-shm", "meingym.db-wal"]
     assert modes == {name: 0o600 for name in made}
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_a_sqlite_path_that_cannot_be_made_fails_with_sqlites_own_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    from meingym_tasks.db.database import open_database
+
+    db = open_database(f"sqlite:///{blocker}/meingym.db")  # making it 0600 is best effort: no error here
+
+    with pytest.raises(peewee.OperationalError, match="unable to open database file"):
+        db.connect()

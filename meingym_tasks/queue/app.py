@@ -9,6 +9,7 @@ bound explicit settings first). Job defaults (3 attempts, backoff 5 s then
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import logging
 import threading
@@ -95,12 +96,37 @@ def check_arguments(task: Task) -> None:
     signature.bind(*task.args, **kwargs)
 
 
+class SignedMessages(SignedSerializer):
+    """huey's signed serializer (the same bytes on the wire), its HMAC from precomputed pads.
+
+    huey keys a new ``hmac.HMAC`` for every message; HMAC-SHA1 is two SHA-1s
+    over the key's inner and outer pads, so those are hashed once here and
+    copied per message (0.8 instead of 1.8 µs). Every message is signed when
+    enqueued and checked when taken, and every result is signed.
+    """
+
+    def __init__(self, secret: str | bytes, salt: str = "huey", **kwargs: Any) -> None:
+        super().__init__(secret=secret, salt=salt, **kwargs)
+        key = self._key.ljust(64, b"\0")  # SHA-1's block: 64 bytes (the key is a 20-byte digest)
+        self._inner = hashlib.sha1(bytes(byte ^ 0x36 for byte in key))
+        self._outer = hashlib.sha1(bytes(byte ^ 0x5C for byte in key))
+
+    def _signature(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest().encode()
+
+
 class _Executing(threading.local):
     """Per worker thread: the job being executed, its message, and its revoke flag's delete waiting for the result."""
 
     task: Task | None = None
     message: bytes | None = None
     revoke_flag: str | None = None
+    #: The message of the job executing under a lease: its result travels with its acknowledgement.
+    holding: bytes | None = None
 
 
 class MeinGymHuey(Huey):
@@ -205,12 +231,14 @@ class MeinGymHuey(Huey):
         data: bytes | None = self._executing.message
         self._executing.message = None
         self._executing.task = task
+        self._executing.holding = data if self.lease.active else None
         try:
             try:
                 value = super().execute(task, timestamp)
             finally:
                 self._executing.task = None
-                self._delete_revoke_flag()
+                self._executing.holding = None
+                self._delete_revoke_flag(data if self.lease.active else None)
         except Exception as exc:
             # huey failed around the job (the broker went away while it stored the outcome). The
             # message stays in our in-flight place, released for the orphan check to put it back
@@ -231,8 +259,8 @@ class MeinGymHuey(Huey):
         huey clears a job's revoke flag right before it stores the job's result:
         two broker round trips in a row, for every job, and the flag is almost
         never there. The delete goes in the same pipeline (Redis) or transaction
-        (SQL) as the result instead, or on its own once the job is done when no
-        result is stored.
+        (SQL) as the result instead (under a lease: with the message's
+        acknowledgement), or on its own once the job is done when no result is stored.
         """
         task = self._executing.task
         if task is not None and key == task.revoke_id and self._executing.revoke_flag is None:
@@ -240,10 +268,13 @@ class MeinGymHuey(Huey):
             return True
         return super().delete(key)
 
-    def _delete_revoke_flag(self) -> None:
+    def _delete_revoke_flag(self, holding: bytes | None) -> None:
         flag = self._executing.revoke_flag
         if flag is not None:
             self._executing.revoke_flag = None
+            if holding is not None:
+                self.lease.store_with_ack(holding, delete=flag)
+                return
             try:
                 self.storage.delete_data(flag)
             except broker_errors() as exc:  # the job has ended all the same: do not run it again for this
@@ -290,7 +321,7 @@ class MeinGymHuey(Huey):
         if self._serializer is None:
             # Signed, so a message that was not written by someone holding the
             # key is never unpickled by a consumer.
-            self._serializer = SignedSerializer(secret=queue_secret(self.settings), salt="meingym-tasks")
+            self._serializer = SignedMessages(secret=queue_secret(self.settings), salt="meingym-tasks")
         return self._serializer
 
     @serializer.setter
@@ -327,12 +358,27 @@ class MeinGymHuey(Huey):
     # -- results -----------------------------------------------------------------------------------
 
     def put_result(self, key: str, data: Any) -> Any:
-        """Store a result with a time to live: short for completed jobs, longer for failures."""
+        """Store a result with a time to live: short for completed jobs, longer for failures.
+
+        Replaces huey's, which keeps a result until somebody reads it (forever, for most).
+        Under a lease, the executing job's own result is written with its
+        message's acknowledgement (:meth:`Lease.store_with_ack`): one broker call
+        per batch of jobs for results, revoke flags and acknowledgements, instead
+        of a round trip per job. The message stays in flight until then, so a
+        consumer that dies first runs the job again and no result is lost; a
+        reader meanwhile finds the job pending, or complete in the registry,
+        which is written before. Other keys (a chord's member results, read at
+        once by the member that completes the chord) are written now.
+        """
         settings = self.settings
         ttl = settings.failed_result_ttl if isinstance(data, Error) else settings.result_ttl
         value = self.serializer.serialize(data)
         flag = self._executing.revoke_flag
         self._executing.revoke_flag = None
+        holding, task = self._executing.holding, self._executing.task
+        if holding is not None and task is not None and key == task.id:
+            self.lease.store_with_ack(holding, key, value, ttl, delete=flag)
+            return None
         return self.storage.put_result(key, value, ttl, delete=flag)
 
     def build_error_result(self, task: Task, exception: BaseException) -> dict[str, Any]:

@@ -60,6 +60,8 @@ class Lease:
         self.stopping = False
         self.policy: AckPolicy = AckNow(self.acknowledge)
         self._interrupted: set[str] = set()
+        #: Per held message: results (key, value, ttl) and keys to delete, written with its acknowledgement.
+        self._outcomes: dict[bytes, tuple[list[tuple[str, bytes, float]], list[str]]] = {}
         self._suspects: set[bytes] = set()
         #: Whether a heartbeat of this lease reached the broker: reapers find only consumers that beat.
         self._beaten = False
@@ -71,6 +73,7 @@ class Lease:
         with self._lock:
             self.held.clear()
             self._interrupted.clear()
+            self._outcomes.clear()
         self.consumer_id = None
         self.stopping = False
         self._beaten = False
@@ -112,11 +115,34 @@ class Lease:
         """huey failed around the job (the broker went away): let the orphan check put it back."""
         self._drop([data])
 
+    def store_with_ack(
+        self, data: bytes, key: str | None = None, value: bytes = b"", ttl: float = 0.0, delete: str | None = None
+    ) -> None:
+        """Write result ``key`` (and delete key ``delete``) in the same broker call as ``data``'s acknowledgement.
+
+        The job of ``data`` has ended and its outcome goes with the message:
+        while the message is in flight, a consumer that dies runs the job again.
+        """
+        with self._lock:
+            results, deletes = self._outcomes.setdefault(data, ([], []))
+            if key is not None:
+                results.append((key, value, ttl))
+            if delete is not None:
+                deletes.append(delete)
+
     def acknowledge(self, messages: Sequence[bytes]) -> bool:
-        """Drop finished messages from our in-flight place; False (and logged once) while the broker is away."""
+        """Drop finished messages from our in-flight place, writing their jobs' results in the same call.
+
+        False (and logged once) while the broker is away: the messages, their
+        results with them, wait for the next try.
+        """
         if self.active:
+            with self._lock:
+                pending = [self._outcomes[m] for m in messages if m in self._outcomes]
+            results = [result for stored, _ in pending for result in stored]
+            deletes = [key for _, keys in pending for key in keys]
             try:
-                self.queue.storage.ack(messages)
+                self.queue.storage.ack(messages, results=results, deletes=deletes)
             except broker_errors() as exc:
                 self.queue.health.report_error(exc, sleep=False)
                 return False
@@ -126,6 +152,9 @@ class Lease:
     def _drop(self, messages: Sequence[bytes]) -> None:
         with self._lock:
             self.held.difference_update(messages)
+            if self._outcomes:
+                for message in messages:
+                    self._outcomes.pop(message, None)
 
     def _remember_interrupted(self, signal: str, task: Task, *args: Any) -> None:
         with self._lock:

@@ -36,8 +36,17 @@ class Broker(Protocol):
     def dequeue(self) -> bytes | None:
         """The next message, moved into this consumer's in-flight place in the same step."""
 
-    def ack(self, messages: Sequence[bytes]) -> None:
-        """Drop finished messages from this consumer's in-flight place (one round trip)."""
+    def ack(
+        self,
+        messages: Sequence[bytes],
+        results: Sequence[tuple[str, bytes, float]] = (),
+        deletes: Sequence[str] = (),
+    ) -> None:
+        """Drop finished messages from this consumer's in-flight place (one round trip).
+
+        In the same round trip and before that: delete the keys ``deletes`` and
+        store each ``(key, value, ttl)`` of ``results`` as :meth:`put_result` does.
+        """
 
     def requeue(self, data: bytes) -> None:
         """Put a message this consumer holds back on the queue and drop it from its in-flight place."""

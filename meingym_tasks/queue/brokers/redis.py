@@ -150,13 +150,39 @@ class RedisBroker(RedisExpireStorage):
             return self.conn.blmove(self.queue_key, target, self.read_timeout, "RIGHT", "LEFT")  # type: ignore[no-any-return]
         return self.conn.lmove(self.queue_key, target, "RIGHT", "LEFT")  # type: ignore[no-any-return]
 
-    def ack(self, messages: Sequence[bytes]) -> None:
-        """Drop finished messages from our in-flight list: one command, however many."""
-        if self.consumer_id is None or not messages:
+    def ack(
+        self,
+        messages: Sequence[bytes],
+        results: Sequence[tuple[str, bytes, float]] = (),
+        deletes: Sequence[str] = (),
+    ) -> None:
+        """Drop finished messages from our in-flight list, after writing their ``results`` and ``deletes``.
+
+        One round trip for the whole batch: one ``DEL`` of every key to delete,
+        a ``SET ... PX`` per result, then one script call that removes the
+        messages (in that order, so a message leaves only once its result is in).
+        """
+        key = self.inflight_key(self.consumer_id) if self.consumer_id is not None else None
+        chunks = [list(messages[i : i + ACK_CHUNK]) for i in range(0, len(messages), ACK_CHUNK)] if key else []
+        if not results and not deletes:
+            for chunk in chunks:  # a backlog after an outage: bounded script runs
+                self._ack(keys=[key], args=chunk)
             return
-        key = self.inflight_key(self.consumer_id)
-        for start in range(0, len(messages), ACK_CHUNK):  # a backlog after an outage: bounded script runs
-            self._ack(keys=[key], args=list(messages[start : start + ACK_CHUNK]))
+        pipe = self.conn.pipeline(transaction=False)
+        if deletes:
+            pipe.delete(*(self.result_key(k) for k in deletes))
+        for result, value, ttl in results:
+            pipe.set(self.result_key(result), value, px=milliseconds(ttl))
+        for chunk in chunks:
+            pipe.evalsha(self._ack.sha, 1, key, *chunk)
+        try:
+            pipe.execute()
+        except redis.exceptions.NoScriptError:  # the server lost its scripts (a restart): the writes went through
+            for chunk in chunks:
+                self._ack(keys=[key], args=chunk)
+        if self.notify_result:
+            for result, _, _ in results:
+                self._notify(result)
 
     def beat(self, ttl: float) -> None:
         assert self.consumer_id is not None

@@ -212,12 +212,38 @@ class SqlLeases(SqlExpiry):
             (self.name, consumer_id, data),
         )
 
-    def ack(self, messages: Sequence[bytes]) -> None:
-        if self.consumer_id is None or not messages:
+    def ack(
+        self,
+        messages: Sequence[bytes],
+        results: Sequence[tuple[str, bytes, float]] = (),
+        deletes: Sequence[str] = (),
+    ) -> None:
+        """Drop finished messages from our in-flight rows, writing their ``results`` and ``deletes`` first.
+
+        One transaction for the whole batch (one commit, where a result written
+        per job took a write transaction of its own).
+        """
+        acking = self.consumer_id is not None and bool(messages)
+        if not acking and not results and not deletes:
             return
+        p, kv, expiry = self.param, self.kv_table, self.expiry_table
         with self.db(commit=True) as curs:
-            for data in messages:
-                self._drop(curs, self.consumer_id, data)
+            if deletes:
+                gone = [(self.name, self._key(key)) for key in deletes]
+                curs.executemany(f"delete from {kv} where queue = {p} and key = {p}", gone)
+                curs.executemany(f"delete from {expiry} where queue = {p} and key = {p}", gone)
+            if results:
+                now = time.time()
+                curs.executemany(self.upsert_kv, [(self.name, self._key(key), value) for key, value, _ in results])
+                curs.executemany(
+                    f"insert into {expiry} (queue, key, expires) values ({p}, {p}, {p}) "
+                    "on conflict (queue, key) do update set expires = excluded.expires",
+                    [(self.name, self._key(key), now + ttl) for key, _, ttl in results],
+                )
+            if acking:
+                assert self.consumer_id is not None
+                for data in messages:
+                    self._drop(curs, self.consumer_id, data)
 
     def beat(self, ttl: float) -> None:
         p = self.param

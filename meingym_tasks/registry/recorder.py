@@ -44,6 +44,7 @@ from meingym_tasks.queue.app import JobTask, MeinGymHuey
 from meingym_tasks.queue.observer import Acknowledge, AckPolicy, ConsumerInfo
 from meingym_tasks.registry import rows
 from meingym_tasks.registry.models import (
+    COMPLETE,
     EXPIRED,
     FAILED,
     INTERRUPTED,
@@ -216,10 +217,18 @@ class Recorder:
             f"{self.queue.settings.heartbeat_timeout} s: it died or lost the broker); "
             f"taken over by {consumer_name()}, run again"
         )
+        interrupted = self._failed(
+            task.id, INTERRUPTED, {"error": reason, "traceback": ""}, dead_consumer, utcnow(), None
+        )
+
+        def write() -> None:
+            # The lease held the job, so that attempt counts even when its "running" never reached us.
+            at_least_one = peewee.Case(None, [(JobRecord.attempts < 1, 1)], JobRecord.attempts)
+            JobRecord.update(attempts=at_least_one).where(JobRecord.job_id == task.id).execute()
+            interrupted()
+
         try:
-            self._apply(
-                [self._failed(task.id, INTERRUPTED, {"error": reason, "traceback": ""}, dead_consumer, utcnow(), None)]
-            )
+            self._apply([write])
         except Exception:
             logger.exception("registry: could not record the takeover of %s", task.id)
         return count
@@ -275,14 +284,6 @@ class Recorder:
             S.SIGNAL_INTERRUPTED,
         )(self.on_signal)  # fmt: skip
         self.queue.post_execute("meingym-registry")(self.on_executed)
-
-    def acknowledge_after_write(self, message: bytes, acknowledge: Acknowledge) -> None:
-        """Acknowledge ``message`` once the transitions buffered so far are written (see :class:`AckAfterWrite`)."""
-        if not self.buffered:  # unbuffered writes are synchronous: the outcome is written already
-            acknowledge([message])
-            return
-        with self._lock:
-            self._acknowledge = acknowledge
         self.queue.on_shutdown("meingym-registry")(self.flush)  # each worker, a forked one too, writes its last
 
     def _after_fork(self) -> None:
@@ -296,6 +297,14 @@ class Recorder:
         if self.buffered:
             self._writer = threading.Thread(target=self._write_loop, name=f"registry-{self.queue.name}", daemon=True)
             self._writer.start()
+
+    def acknowledge_after_write(self, message: bytes, acknowledge: Acknowledge) -> None:
+        """Acknowledge ``message`` once the transitions buffered so far are written (see :class:`AckAfterWrite`)."""
+        if not self.buffered:  # unbuffered writes are synchronous: the outcome is written already
+            acknowledge([message])
+            return
+        with self._lock:
+            self._acknowledge = acknowledge
             self._acks.append(message)
 
     def start_buffering(self, consumer: bool = True) -> None:
@@ -305,6 +314,9 @@ class Recorder:
         """
         if self.buffered:
             return
+        if not self._fork_hook:
+            os.register_at_fork(after_in_child=self._after_fork)  # process workers: see _after_fork
+            self._fork_hook = True
         self.buffered = True
         self._consumer = consumer
         if not consumer:
@@ -313,9 +325,6 @@ class Recorder:
         self._writer = threading.Thread(target=self._write_loop, name=f"registry-{self.queue.name}", daemon=True)
         self._writer.start()
 
-        if not self._fork_hook:
-            os.register_at_fork(after_in_child=self._after_fork)  # process workers: see _after_fork
-            self._fork_hook = True
     def stop_buffering(self) -> None:
         self._stop.set()
         self._wake.set()
@@ -482,6 +491,11 @@ class Recorder:
                 consumer=consumer,
                 failed_at=now,
             ).execute()
+            which = JobRecord.job_id == job_id
+            if state != INTERRUPTED:
+                # A failure reported late (its consumer was cut off while another one's attempt of the same
+                # job completed) stays an attempt row above; it does not turn a completed record back.
+                which &= JobRecord.state != COMPLETE
             (
                 JobRecord.update(
                     state=state,
@@ -490,7 +504,7 @@ class Recorder:
                     finished_at=None if state == RETRYING else now,
                     updated_at=now,
                 )
-                .where(JobRecord.job_id == job_id)
+                .where(which)
                 .execute()
             )
 

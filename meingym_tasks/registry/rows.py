@@ -126,10 +126,14 @@ def pg_sql_for(kind: str) -> str:
 COMPLETED_COLUMNS = ("finished_at", "result", "job_id")
 
 
+#: One encoder for every row: ``json.dumps`` with options builds an encoder per call (2 to 3 µs).
+_ENCODER = json.JSONEncoder(default=str, sort_keys=True, separators=(",", ":"))
+
+
 def json_text(value: Any) -> str:
     """``value`` as the JSON text :class:`JSONTextField` stores (unknown types as text; too large: a note)."""
     try:
-        text = json.dumps(value, default=str, sort_keys=True, separators=(",", ":"))
+        text = _ENCODER.encode(value)
     except TypeError:  # keys that do not sort (1 and "a"): JSON makes them all text first
         text = json.dumps(json.loads(json.dumps(value, default=str)), sort_keys=True, separators=(",", ":"))
     if len(text) > MAX_JSON:

@@ -17,9 +17,10 @@ A host runs commands in its namespace under its own host name (a UTS namespace o
 consumer's ``host:pid`` says which host it is), and can be cut off (:meth:`Host.cut`: its switch
 port goes down, every packet to and from it is lost, as when a cable or a switch fails), healed,
 or given a lossy link (:meth:`Host.lose`: nftables in its namespace drops that share of packets
-both ways). Added latency would be ``tc qdisc ... netem delay``, but kernels built without
-``sch_netem`` (this project's CI machine) cannot, so :class:`DelayRelay` adds it to the host's
-TCP streams instead: a relay on the server that holds each chunk for the delay, per direction.
+both ways; Debian's ``nftables`` package). Loss and delay would be ``tc qdisc ... netem``, but
+kernels built without ``sch_netem`` (this project's CI machine) have neither, so loss comes from
+nftables and :class:`DelayRelay` adds the delay to the host's TCP streams: a relay on the server
+that holds each chunk for the delay, per direction.
 
 Also here, for what the hosts reach: a private ``redis-server`` (:class:`RedisServer`) and a
 private PostgreSQL cluster (:class:`PostgresCluster`, ``initdb`` into a temporary folder, owned
@@ -58,12 +59,12 @@ def _ip(*args: str, netns: str | None = None, check: bool = True) -> subprocess.
 
 
 def netns_problem() -> str | None:
-    """Why this machine cannot build test hosts (None when it can): root, ``ip netns``, nftables."""
+    """Why this machine cannot build test hosts (None when it can): root, ``ip netns``, ``unshare``."""
     if os.geteuid() != 0:
         return "network namespaces need root"
-    for tool in ("ip", "nft", "unshare"):
+    for tool in ("ip", "unshare"):
         if shutil.which(tool) is None:
-            return f"{tool!r} is not installed (apt-get install iproute2 nftables util-linux)"
+            return f"{tool!r} is not installed (apt-get install iproute2 util-linux)"
     probe = f"mgprobe{os.getpid()}"
     try:
         _ip("netns", "add", probe)
@@ -77,14 +78,20 @@ def netns_problem() -> str | None:
 _problem: list[str | None] = []
 
 
-def require_netns() -> None:
-    """Skip (or, with MEINGYM_TEST_REQUIRE_SERVICES=1, fail) when the machine cannot build test hosts."""
+def require_netns(loss: bool = False) -> None:
+    """Skip (or, with MEINGYM_TEST_REQUIRE_SERVICES=1, fail) when the machine cannot build test hosts.
+
+    ``loss``: the test also drops packets (:meth:`Host.lose`), which needs nftables.
+    """
     if not _problem:
         _problem.append(netns_problem())
-    if _problem[0]:
+    problem = _problem[0]
+    if problem is None and loss and shutil.which("nft") is None:
+        problem = "'nft' is not installed (apt-get install nftables)"
+    if problem:
         if REQUIRE_SERVICES:
-            pytest.fail(_problem[0] + " (MEINGYM_TEST_REQUIRE_SERVICES=1)")
-        pytest.skip(_problem[0])
+            pytest.fail(problem + " (MEINGYM_TEST_REQUIRE_SERVICES=1)")
+        pytest.skip(problem)
 
 
 class Host:

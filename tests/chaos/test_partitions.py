@@ -335,6 +335,7 @@ def test_a_partition_shorter_than_the_heartbeat_timeout_runs_nothing_twice(lan: 
 
 
 def test_a_slow_lossy_host_still_completes_every_job_and_is_not_taken_for_dead(lan: Lan) -> None:
+    require_netns(loss=True)
     a, c = lan.net["a"], lan.net["c"]
     server = lan.net.server_address
     users = make_users(50)

@@ -14,9 +14,10 @@ Every web worker (and every machine behind one proxy) shares the counters, so
   before are refused for it. Addresses with a clean record (its owner's) still
   get in: a distributed guesser cannot lock a token's owner out. A running lock
   is never extended: each lock is one log line, however many failures it sees.
-* Failures are forgotten ``memory`` seconds after the last one; a success
-  forgives its address at once. A success is never delayed: the checks are
-  one indexed read, and nothing sleeps.
+* Failures are forgotten ``memory`` seconds after the last one, and only
+  then: a success does not reset them, or anyone holding one valid token
+  could alternate guesses with successes and never be locked. A success is
+  never delayed: the checks are one indexed read, and nothing sleeps.
 
 Each failure is one statement (an upsert of both rows with ``RETURNING``), so
 concurrent failures from several workers are all counted.
@@ -68,7 +69,7 @@ class Standing:
     retry_after: int | None = None
     #: Why it is refused (for the answer and the log): ``address 10.0.0.7`` or ``token 'grafana'``.
     reason: str = ""
-    #: Whether the address has failures on record (a success then forgives them).
+    #: Whether the address has failures on record (within ``memory``).
     address_failed: bool = False
 
 
@@ -127,13 +128,6 @@ def failed(address: str, name: str, policy: ThrottlePolicy, now: datetime | None
             lockouts.append(lockout)
             _log(lockout)
     return lockouts
-
-
-def forgive(address: str) -> None:
-    """A success from ``address``: its failures are forgotten (the token name's are not)."""
-    ThrottleEntry.delete().where(
-        (ThrottleEntry.kind == ADDRESS) & (ThrottleEntry.key == address[:KEY_LENGTH])
-    ).execute()
 
 
 def locked(now: datetime | None = None) -> dict[str, int]:

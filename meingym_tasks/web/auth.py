@@ -197,9 +197,7 @@ class Gate:
                 standing.retry_after,
             )
         principal = self._identify(given) if given else None
-        if principal is not None:
-            if standing.address_failed:
-                throttle.forgive(client)
+        if principal is not None:  # a success resets nothing: else a read token could launder guesses
             return principal
         lockouts = throttle.failed(client, claimed, self.throttle_policy)
         if self.metrics is not None:

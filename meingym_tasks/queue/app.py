@@ -13,9 +13,11 @@ import hashlib
 import inspect
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -27,6 +29,7 @@ from huey.serializer import SignedSerializer
 from huey.utils import Error
 
 from meingym_tasks.clock import utcnow
+from meingym_tasks.db.database import private_sqlite_file
 from meingym_tasks.exceptions import is_permanent
 from meingym_tasks.queue.brokers import PostgresBroker, RedisBroker, SqliteBroker, broker_errors
 from meingym_tasks.queue.brokers.base import Broker
@@ -190,7 +193,7 @@ class MeinGymHuey(Huey):
 
     def task_class(self, name: str) -> type[Task]:
         """The registered task class of job ``name`` on this queue (KeyError if none)."""
-        for task_class in self._registry._registry.values():
+        for task_class in self._registry._registry.values():  # huey offers no public lookup by name
             if task_class.__name__ == name:
                 return task_class  # type: ignore[no-any-return]
         raise KeyError(name)
@@ -220,6 +223,9 @@ class MeinGymHuey(Huey):
         with a bad signature or unknown task raises in the worker loop and is
         lost) and logs a traceback per poll while the broker is away.
         """
+        if not self.lease.ready():  # a lease the broker has not heard of yet takes nothing
+            time.sleep(0.1)
+            return None
         try:
             data = self.storage.dequeue()
         except broker_errors() as exc:
@@ -228,11 +234,15 @@ class MeinGymHuey(Huey):
         self.health.report_ok()
         if data is None or not self.lease.taken(data):
             return None
+        task = None
         try:
             task = self.deserialize_task(data)
             check_arguments(task)
         except Exception as exc:
-            self.dead_letter(data, f"{type(exc).__name__}: {exc}")
+            reason = f"{type(exc).__name__}: {exc}"
+            if task is not None:  # it decoded (wrong arguments): its record ends failed, with the reason
+                self.observer.given_up(task, f"dead-lettered, never run: {reason}")
+            self.dead_letter(data, reason)
             self.lease.rejected(data)
             return None
         self._executing.message = data  # huey's worker executes what it dequeued, in the same thread
@@ -310,7 +320,7 @@ class MeinGymHuey(Huey):
         except broker_errors() as exc:
             self.health.report_error(exc, sleep=False)
             return []
-        for task in self._deserialize_all(moved):
+        for task in self._deserialize_all(moved):  # what huey's own enqueue would have emitted
             self._emit(S.SIGNAL_ENQUEUED, task)
         return []
 
@@ -363,7 +373,7 @@ class MeinGymHuey(Huey):
             return PostgresBroker(self.name, dsn=url, table_prefix="meingym_queue")
         path = urlsplit(url).path
         filename = url[len("sqlite:///") :] if url.startswith("sqlite:///") else path
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(Path(filename))  # it holds job results (recipients' addresses): 0600
         return SqliteBroker(self.name, filename=filename)
 
     def _get_timestamp(self) -> datetime:

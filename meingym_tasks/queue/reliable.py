@@ -34,6 +34,7 @@ from huey import signals as S
 from huey.consumer import Consumer
 
 from meingym_tasks.clock import utcnow
+from meingym_tasks.db.database import close_database
 from meingym_tasks.queue.brokers import broker_errors
 from meingym_tasks.queue.observer import AckNow, AckPolicy, ConsumerInfo
 
@@ -80,6 +81,17 @@ class Lease:
         self._suspects = set()
         self.policy = AckNow(self.acknowledge)
 
+    def ready(self) -> bool:
+        """False while this consumer's lease is unknown to the broker (its first heartbeat failed).
+
+        Reapers recover only consumers the broker knows (Redis) or treat in-flight
+        messages without a heartbeat as a dead consumer's (SQL): either way a lease
+        must beat before it takes anything.
+        """
+        if self.active and not self._beaten:
+            self.beat()
+        return not self.active or self._beaten
+
     @property
     def active(self) -> bool:
         """True in a consumer that leases: messages are held in the broker until acknowledged."""
@@ -91,8 +103,6 @@ class Lease:
         """Hold a message just dequeued; False when it went straight back (the consumer is stopping)."""
         with self._lock:
             self.held.add(data)
-        if self.active and not self._beaten:  # the first beat failed (broker away at start): beat before working
-            self.beat()
         if self.stopping and self.active:  # taken by a dequeue that was already waiting when the stop began
             self.queue.storage.requeue(data)
             self._drop([data])
@@ -308,6 +318,8 @@ class ReliableConsumer(Consumer):
             self.lease.policy = observer.ack_policy(self.lease.acknowledge)
             self.lease.start(self.info.consumer_id)
             self._next_beat = time.monotonic() + self._beat_every
+        if self.environment.forks:  # process workers must not share this process's database connection
+            close_database()
         super().start()
         self._alive()  # after huey installed its signal handlers: alive means ready
 

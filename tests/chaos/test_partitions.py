@@ -172,8 +172,8 @@ class CommandLog:
     def save(self, path: Path) -> None:
         path.write_text("".join(f"{at:.3f} {client} {command[:400]}\n" for at, client, command in self.entries))
 
-    def by(self, address: str, since: float = 0.0) -> list[str]:
-        return [command for at, client, command in self.entries if client == address and at >= since]
+    def by(self, address: str, since: float = 0.0, until: float = float("inf")) -> list[str]:
+        return [command for at, client, command in self.entries if client == address and since <= at < until]
 
 
 def executions(logs: str) -> dict[str, int]:
@@ -245,6 +245,8 @@ def test_a_host_cut_off_longer_than_the_heartbeat_timeout_is_taken_over_and_rejo
         every = jobs + during + after
         wait_until(lambda: all_complete(every), 180, lambda: f"every job to complete; states {states()}")
         wait_until(lambda: _ran_after(f"{b.hostname}:{b_pid}", healed_utc), 60, "host b to run jobs again")
+        # From here on a stopping consumer hands what it holds to the other one, by design.
+        stopping_at = time.monotonic()
         for host in (a, b):
             host.stop()
 
@@ -254,7 +256,7 @@ def test_a_host_cut_off_longer_than_the_heartbeat_timeout_is_taken_over_and_rejo
     recovered_lines = re.findall(rf"job (\S+) \(\S+\) recovered from {re.escape(b_lease)}", lan.logs(a))
     recovered = set(recovered_lines)
     reasons = _takeover_attempts(twice | recovered)
-    b_after_cut = monitor.by(b.address, since=cut_at)
+    b_after_cut = monitor.by(b.address, since=cut_at, until=stopping_at)
     monitor.save(lan.folder / "redis-commands.txt")  # for whoever reads a failure
     foreign = sorted(
         {key for command in b_after_cut for key in re.findall(r"huey\.inflight\.[\w-]+\.(\S+)", command)} - {b_lease}
@@ -277,7 +279,7 @@ def test_a_host_cut_off_longer_than_the_heartbeat_timeout_is_taken_over_and_rejo
         # database was cut off too) and being retried; nothing runs more often than that.
         assert runs_a.get(job, 0) + runs_b.get(job, 0) <= 1 + len(reasons[job]), (job, runs_a, runs_b, reasons[job])
     assert foreign == []  # b acknowledged, requeued or moved no message of another consumer
-    assert any("BLMOVE" in command for command in monitor.by(b.address, since=healed_at))  # b takes jobs again
+    assert any("BLMOVE" in command for command in monitor.by(b.address, healed_at, stopping_at))  # b works again
     assert "broker available again" in lan.logs(b)
 
 

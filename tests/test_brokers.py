@@ -185,6 +185,33 @@ def test_one_ack_call_drops_many_messages_one_copy_each(brokers: Brokers) -> Non
     assert sorted(consumer.inflight()) == [b"b", b"twice"]
 
 
+def test_an_ack_writes_its_jobs_results_and_deletes_their_flags_in_the_same_call(
+    brokers: Brokers, clock: Clock
+) -> None:
+    consumer = brokers.make("consumer")
+    for data in (b"job-1", b"job-2", b"job-3"):
+        consumer.enqueue(data)
+    while consumer.dequeue() is not None:
+        pass
+    consumer.put_data("r:job-1", b"revoked while it ran")
+
+    consumer.ack(
+        [b"job-1", b"job-2"],
+        results=[("job-1", b"one", LONG), ("job-2", b"two", clock.short)],
+        deletes=["r:job-1", "r:job-2"],  # job-2 had no flag: nothing to delete, no error
+    )
+
+    assert consumer.inflight() == [b"job-3"]
+    reader = brokers.make()
+    assert reader.peek_data("job-1") == b"one" and reader.peek_data("job-2") == b"two"
+    assert not reader.has_data_for_key("r:job-1")
+    clock.pass_short()
+    assert reader.peek_data("job-2") is EmptyData  # results written with an ack expire like any other
+    assert reader.peek_data("job-1") == b"one"
+    consumer.ack([], results=[("job-3", b"three", LONG)])  # results alone, nothing acknowledged
+    assert reader.peek_data("job-3") == b"three" and consumer.inflight() == [b"job-3"]
+
+
 def test_racing_consumers_take_each_message_once(brokers: Brokers) -> None:
     messages = [b"message-%03d" % n for n in range(60)]
     producer = brokers.make()

@@ -44,8 +44,9 @@ class Broker(Protocol):
     ) -> None:
         """Drop finished messages from this consumer's in-flight place (one round trip).
 
-        In the same round trip and before that: delete the keys ``deletes`` and
-        store each ``(key, value, ttl)`` of ``results`` as :meth:`put_result` does.
+        In the same round trip and before that: delete the keys ``deletes`` (keys
+        written by :meth:`put_data`, such as revoke flags, which have no time to
+        live) and store each ``(key, value, ttl)`` of ``results`` as :meth:`put_result` does.
         """
 
     def requeue(self, data: bytes) -> None:

@@ -228,10 +228,9 @@ class SqlLeases(SqlExpiry):
             return
         p, kv, expiry = self.param, self.kv_table, self.expiry_table
         with self.db(commit=True) as curs:
-            if deletes:
+            if deletes:  # revoke flags: written by put_data, so they never have a deadline row
                 gone = [(self.name, self._key(key)) for key in deletes]
                 curs.executemany(f"delete from {kv} where queue = {p} and key = {p}", gone)
-                curs.executemany(f"delete from {expiry} where queue = {p} and key = {p}", gone)
             if results:
                 now = time.time()
                 curs.executemany(self.upsert_kv, [(self.name, self._key(key), value) for key, value, _ in results])

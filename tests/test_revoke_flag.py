@@ -66,3 +66,62 @@ def test_a_flag_set_before_the_job_ran_still_revokes_it(queue: MeinGymHuey) -> N
 
     assert queue.storage.peek_data(handle.id) is EmptyData  # never ran: no result
     assert queue.is_revoked(handle.task)
+
+
+# --------------------------------------------------------------------------- under a lease (a consumer)
+
+
+@pytest.fixture
+def leased(queue: MeinGymHuey, monkeypatch: pytest.MonkeyPatch) -> MeinGymHuey:
+    """The queue as a consumer runs it: messages taken into its in-flight place, acknowledged after the job.
+
+    On Redis the revoke flags come with the message (one round trip): reading them again fails the test.
+    """
+    queue.lease.start("revoke-flag-consumer")
+    if queue.settings.broker == "redis":
+
+        def peek_many(keys: Any) -> Any:
+            raise AssertionError("the revoke flags were read apart from the take")
+
+        monkeypatch.setattr(queue.storage, "peek_many", peek_many)
+    return queue
+
+
+def run_next(queue: MeinGymHuey) -> Any:
+    task = queue.dequeue()
+    assert task is not None
+    return queue.execute(task)
+
+
+def test_under_a_lease_a_job_revoked_before_it_ran_is_not_run(leased: MeinGymHuey) -> None:
+    handle = noop(3)
+    leased.revoke_by_id(handle.id)
+
+    run_next(leased)
+
+    assert leased.storage.peek_data(handle.id) is EmptyData
+    assert leased.storage.inflight() == []  # acknowledged all the same
+    assert leased.storage.peek_data(handle.task.revoke_id) is not EmptyData  # still revoked
+
+
+def test_under_a_lease_a_revoke_once_skips_one_run_and_is_then_gone(leased: MeinGymHuey) -> None:
+    handle = noop(4)
+    leased.revoke_by_id(handle.id, revoke_once=True)
+
+    run_next(leased)
+
+    assert leased.storage.peek_data(handle.id) is EmptyData
+    assert leased.storage.peek_data(handle.task.revoke_id) is EmptyData
+
+
+def test_under_a_lease_a_revoked_job_kind_is_not_run_and_others_run(leased: MeinGymHuey) -> None:
+    leased.revoke_all(noop)
+    skipped = noop(5)
+    run_next(leased)
+    assert leased.storage.peek_data(skipped.id) is EmptyData
+
+    leased.restore_all(noop)
+    handle = noop(6)
+    run_next(leased)
+    assert handle.get() == 6  # written with the acknowledgement
+    assert leased.storage.inflight() == []

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from huey import Huey
 from huey import signals as S
 from huey.api import PeriodicTask, Task, TaskWrapper
+from huey.constants import EmptyData
 from huey.consumer import Consumer
 from huey.serializer import SignedSerializer
 from huey.utils import Error
@@ -306,6 +307,27 @@ class MeinGymHuey(Huey):
                 self.storage.delete_data(flag)
             except broker_errors() as exc:  # the job has ended all the same: do not run it again for this
                 self.health.report_error(exc, sleep=False)
+
+    def is_revoked(self, task: Any, timestamp: datetime | None = None, peek: bool = True) -> bool:
+        """huey's revoke check; for a message just taken, with the flags the broker read as it took it.
+
+        huey reads a task's two revoke flags (``r:<id>``, ``rt:<name>``) right
+        before running it: a round trip per job. The Redis broker reads them in
+        the round trip that takes the message (see ``TAKE_LUA``); the decisions
+        below are huey's own (:meth:`_check_revoked`), on the same values.
+        """
+        if isinstance(task, Task):
+            flags = self.storage.taken_flags(task.id, self._registry.task_to_string(type(task)))
+            if flags is not None:
+                keys = (task.revoke_id, self._task_key(type(task), "rt"))
+                for key, value in zip(keys, flags, strict=True):
+                    revoked, restore = self._check_revoked(EmptyData if value is None else value, timestamp, peek)
+                    if restore:
+                        self.delete(key)
+                    if revoked:
+                        return True
+                return False
+        return bool(super().is_revoked(task, timestamp, peek))
 
     def read_schedule(self, timestamp: datetime | None = None) -> list[Task]:
         """Move due scheduled jobs onto the queue in one broker step (none lost to a crash in between).

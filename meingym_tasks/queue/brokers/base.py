@@ -49,6 +49,13 @@ class Broker(Protocol):
         live) and store each ``(key, value, ttl)`` of ``results`` as :meth:`put_result` does.
         """
 
+    def taken_flags(self, task_id: str, name: str) -> list[bytes | None] | None:
+        """The revoke flags ``r:<task_id>`` and ``rt:<name>`` read with the message this thread took last.
+
+        Once per message; None when the broker did not read them with it (then
+        the caller reads them: huey's ``peek_many``).
+        """
+
     def requeue(self, data: bytes) -> None:
         """Put a message this consumer holds back on the queue and drop it from its in-flight place."""
 

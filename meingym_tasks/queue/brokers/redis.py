@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,6 +34,24 @@ for _, item in ipairs(ARGV) do
 end
 return #ARGV"""
 ACK_CHUNK = 1_000
+
+# Takes the next message into the in-flight list and, in the same round trip, reads the two revoke
+# flags huey checks before running it: r:<task id> and rt:<task name>. Both names are the first two
+# strings of huey's pickled Message (after the class reference); they are found without unpickling,
+# and the consumer uses the flags read here only when the task it then decodes (signature checked)
+# has that id and name, else it asks again: a message of another shape costs a round trip, nothing more.
+TAKE_LUA = """\
+local m = redis.call('lmove', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+if not m then return false end
+local s, e = string.find(m, 'huey.registry\\148\\140\\007Message\\148\\147\\148(\\140', 1, true)
+if not s then return {m} end
+local n = string.byte(m, e + 1)
+local id = string.sub(m, e + 2, e + 1 + n)
+local p = e + 2 + n
+if string.sub(m, p, p + 1) ~= '\\148\\140' then return {m} end
+local k = string.byte(m, p + 2)
+local name = string.sub(m, p + 3, p + 2 + k)
+return {m, id, name, redis.call('mget', ARGV[1] .. 'r:' .. id, ARGV[1] .. 'rt:' .. name)}"""
 
 # Compare-and-swap of one key: the single-flight claim's takeover and release (see Broker.swap).
 SWAP_LUA = """\
@@ -107,6 +126,9 @@ class RedisBroker(RedisExpireStorage):
         self.consumers_key = f"huey.consumers.{self.name}"
         self._to_queue = self.conn.register_script(SCHEDULE_TO_QUEUE_LUA)
         self._ack = self.conn.register_script(ACK_LUA)
+        self._take = self.conn.register_script(TAKE_LUA)
+        #: Per thread: the task id, task name and revoke flags read with the message it took last.
+        self._taken = threading.local()
         self._swap = self.conn.register_script(SWAP_LUA)
 
     def enqueue(self, data: bytes, priority: float | None = None) -> None:
@@ -146,9 +168,26 @@ class RedisBroker(RedisExpireStorage):
         if self.consumer_id is None:
             return super().dequeue()  # type: ignore[no-any-return]
         target = self.inflight_key(self.consumer_id)
-        if self.blocking:
+        taken = self._take(keys=[self.queue_key, target], args=[self.result_prefix])
+        if taken:  # one round trip: the message and its revoke flags (see TAKE_LUA)
+            self._taken.flags = (taken[1].decode(), taken[2].decode(), taken[3]) if len(taken) == 4 else None
+            return taken[0]  # type: ignore[no-any-return]
+        self._taken.flags = None
+        if self.blocking:  # nothing queued: wait for the next message (its flags are read when it runs)
             return self.conn.blmove(self.queue_key, target, self.read_timeout, "RIGHT", "LEFT")  # type: ignore[no-any-return]
-        return self.conn.lmove(self.queue_key, target, "RIGHT", "LEFT")  # type: ignore[no-any-return]
+        return None
+
+    def taken_flags(self, task_id: str, name: str) -> list[bytes | None] | None:
+        """The revoke flags ``r:<task_id>`` and ``rt:<name>`` read with the message this thread took last.
+
+        Once per message, and only when the message was that task: None means
+        "not read", and the caller reads them itself.
+        """
+        flags = getattr(self._taken, "flags", None)
+        self._taken.flags = None
+        if flags is None or flags[0] != task_id or flags[1] != name:
+            return None
+        return list(flags[2])
 
     def ack(
         self,

@@ -244,6 +244,9 @@ class SqlLeases(SqlExpiry):
                 for data in messages:
                     self._drop(curs, self.consumer_id, data)
 
+    def taken_flags(self, task_id: str, name: str) -> list[bytes | None] | None:
+        return None  # taking a message reads no flags here: the revoke check reads them
+
     def beat(self, ttl: float) -> None:
         p = self.param
         with self.db(commit=True) as curs:

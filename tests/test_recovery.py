@@ -81,3 +81,23 @@ def test_a_consumer_whose_first_heartbeat_failed_beats_before_it_works_so_its_jo
     reap(reaper)
 
     assert get_job(job_id)["recoveries"] == 1 and get_job(job_id)["state"] == "queued"
+
+
+def test_a_job_taken_over_counts_its_second_run_even_when_the_first_consumers_outcome_lands_first(
+    reaper: Lease,
+) -> None:
+    """A partition: the cut-off consumer finishes too, and its late "complete" reaches the registry first."""
+    from meingym_tasks.registry.recorder import finish_record
+
+    user = User.create(email="ines@example.org", name="Ines")
+    job_id = schedule_user_processing(user.id)["job_id"]
+    die_holding_the_next_job("cut-off")
+    reap(reaper)  # taken over: the first attempt is recorded interrupted, the job is queued again
+    finish_record(job_id, "complete", result={"from": "the cut-off consumer, after the heal"})
+
+    users_queue.storage.lease_for(None)  # type: ignore[arg-type]
+    run_due(users_queue)  # the second run, whose outcome lands on a record that already says complete
+
+    job = get_job(job_id)
+    assert job["state"] == "complete" and job["recoveries"] == 1
+    assert job["attempts"] == 2

@@ -50,6 +50,12 @@ def _in(states: Iterable[str]) -> str:
 
 _FINISHED = _in(FINISHED)
 _NOT_RESTARTED = f"job_record.state IN {_FINISHED}"  # a duplicate delivery of a finished job
+# A job recovered from a dead (or cut-off) consumer has run at least once more than it was recovered,
+# whichever consumer's outcome landed first: the run after a takeover is never silent.
+_AT_LEAST_ONE_PER_RECOVERY = (
+    "CASE WHEN job_record.attempts < job_record.recoveries + 1 THEN job_record.recoveries + 1 "
+    "ELSE job_record.attempts END"
+)
 
 # What a conflicting (existing) record becomes, per kind; same guards as the one-by-one writes.
 _ON_CONFLICT = {
@@ -64,7 +70,7 @@ _ON_CONFLICT = {
     ),
     RAN: (
         f"state = '{COMPLETE}', "
-        f"attempts = CASE WHEN {_NOT_RESTARTED} THEN job_record.attempts ELSE job_record.attempts + 1 END, "
+        f"attempts = CASE WHEN {_NOT_RESTARTED} THEN {_AT_LEAST_ONE_PER_RECOVERY} ELSE job_record.attempts + 1 END, "
         f"started_at = CASE WHEN {_NOT_RESTARTED} THEN job_record.started_at ELSE excluded.started_at END, "
         f"consumer = CASE WHEN {_NOT_RESTARTED} THEN job_record.consumer ELSE excluded.consumer END, "
         f"scheduled_for = CASE WHEN {_NOT_RESTARTED} THEN job_record.scheduled_for ELSE excluded.scheduled_for END, "
@@ -94,7 +100,7 @@ def values_sql(kind: str, param: str) -> str:
 #: The ``completed`` update of one row on SQLite, from :func:`completed_params`.
 SQLITE_COMPLETED = (
     f"UPDATE job_record SET state = '{COMPLETE}', finished_at = ?1, result = ?2, "
-    "error = NULL, updated_at = ?1 WHERE job_id = ?3"
+    f"attempts = {_AT_LEAST_ONE_PER_RECOVERY}, error = NULL, updated_at = ?1 WHERE job_id = ?3"
 )
 
 
@@ -113,6 +119,7 @@ def pg_sql_for(kind: str) -> str:
     if kind == COMPLETED:
         return (
             f"UPDATE job_record SET state = '{COMPLETE}', finished_at = s.finished_at, result = s.result, "
+            f"attempts = {_AT_LEAST_ONE_PER_RECOVERY}, "
             f"error = NULL, updated_at = s.finished_at FROM {STAGING} AS s WHERE job_record.job_id = s.job_id"
         )
     columns = ", ".join(COLUMNS)

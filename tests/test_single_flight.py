@@ -28,22 +28,7 @@ def test_triggers_with_connections_of_their_own_agree_on_one_holder(app_settings
 
     (Threads sharing one queue share its SQL connection, which takes them one at a time.)
     """
-    queues = [MeinGymHuey(ACTIONS_QUEUE) for _ in range(8)]
-    for queue in queues:
-        queue.configure(app_settings)
-        single_flight.current(queue, "update-all-actions")  # connected before the race
-    barrier = threading.Barrier(len(queues), timeout=60)
-
-    def trigger(number: int) -> str | None:
-        barrier.wait()
-        return single_flight.claim(queues[number], "update-all-actions", f"job-{number}")
-
-    try:
-        with ThreadPoolExecutor(max_workers=len(queues)) as pool:
-            holders = list(pool.map(trigger, range(len(queues))))
-    finally:
-        for queue in queues:
-            queue.close()
+    holders = race_to_claim(app_settings)
 
     winners = [f"job-{number}" for number, holder in enumerate(holders) if holder is None]
     assert len(winners) == 1, holders
@@ -71,22 +56,7 @@ def test_a_claim_whose_run_already_has_a_result_is_taken_over(app_settings: Sett
 def test_triggers_racing_to_take_over_a_finished_run_agree_on_one_new_holder(app_settings: Settings) -> None:
     stale = schedule_actions_update()["job_id"]
     actions_queue.put_result(stale, {"actions_scored": 0})  # finished, but its claim was never released
-    queues = [MeinGymHuey(ACTIONS_QUEUE) for _ in range(8)]
-    for queue in queues:
-        queue.configure(app_settings)
-        single_flight.current(queue, "update-all-actions")  # connected before the race
-    barrier = threading.Barrier(len(queues), timeout=60)
-
-    def trigger(number: int) -> str | None:
-        barrier.wait()
-        return single_flight.claim(queues[number], "update-all-actions", f"job-{number}")
-
-    try:
-        with ThreadPoolExecutor(max_workers=len(queues)) as pool:
-            holders = list(pool.map(trigger, range(len(queues))))
-    finally:
-        for queue in queues:
-            queue.close()
+    holders = race_to_claim(app_settings)
 
     winners = [f"job-{number}" for number, holder in enumerate(holders) if holder is None]
     assert len(winners) == 1, holders
@@ -111,3 +81,23 @@ def test_a_run_revoked_before_it_ran_releases_its_claim(app_settings: Settings) 
 
     assert single_flight.current(actions_queue, "update-all-actions") is None
     assert schedule_actions_update()["deduplicated"] is False
+
+
+def race_to_claim(settings: Settings, racers: int = 8) -> list[str | None]:
+    """``racers`` queues, each with a connection of its own, claim the run at once (``job-<n>``); their answers."""
+    queues = [MeinGymHuey(ACTIONS_QUEUE) for _ in range(racers)]
+    for queue in queues:
+        queue.configure(settings)
+        single_flight.current(queue, "update-all-actions")  # connected before the race
+    barrier = threading.Barrier(racers, timeout=60)
+
+    def trigger(number: int) -> str | None:
+        barrier.wait()
+        return single_flight.claim(queues[number], "update-all-actions", f"job-{number}")
+
+    try:
+        with ThreadPoolExecutor(max_workers=racers) as pool:
+            return list(pool.map(trigger, range(racers)))
+    finally:
+        for queue in queues:
+            queue.close()

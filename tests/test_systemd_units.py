@@ -551,7 +551,11 @@ def test_a_graceful_stop_mid_run_loses_no_job(app_env: dict[str, str], app_setti
     proc = service.popen(first_log)
     try:
         run = schedule_actions_update()
-        _wait_for(lambda: "update-all-actions.batch" in first_log.read_text(), 30, "the first batch")
+        _wait_for(
+            lambda: "Executing meingym_tasks.tasks.update-all-actions.batch" in first_log.read_text(),
+            30,
+            "the first batch",
+        )
         proc.send_signal(kill_signal)
         code = proc.wait(timeout=60)
     finally:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -47,6 +48,36 @@ logger = logging.getLogger("meingym_tasks.consumer")
 
 #: How often a consumer tells the observer (the registry) it is alive.
 ALIVE_INTERVAL = 10.0
+
+#: The signals huey's consumer handles (stop gracefully, stop now, restart).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class HeldSignals:
+    """Stop signals that arrive while the consumer starts, kept until huey can handle them.
+
+    huey installs its signal handlers only at the end of ``Consumer.start()``,
+    after its worker threads run: a ``systemctl stop`` in between raised
+    KeyboardInterrupt out of ``start()`` and killed the consumer mid-job
+    instead of stopping it gracefully. Whoever installs handlers next (huey)
+    replaces ours; :meth:`deliver` then raises what arrived, to them.
+    """
+
+    def __init__(self) -> None:
+        self.arrived: list[int] = []
+        self._before = {signum: signal.signal(signum, self._keep) for signum in STOP_SIGNALS}
+
+    def _keep(self, signum: int, frame: object) -> None:
+        self.arrived.append(signum)
+
+    def deliver(self) -> None:
+        for signum in self.arrived:
+            signal.raise_signal(signum)
+
+    def restore(self) -> None:
+        """Start failed: the process's handlers as they were."""
+        for signum, handler in self._before.items():
+            signal.signal(signum, handler)
 
 
 class Lease:
@@ -311,16 +342,22 @@ class ReliableConsumer(Consumer):
         self._stopped = False
 
     def start(self) -> None:
-        log_like_huey()
-        observer = self.huey.observer
-        observer.consumer_started(self.info)
-        if self.reliable:
-            self.lease.policy = observer.ack_policy(self.lease.acknowledge)
-            self.lease.start(self.info.consumer_id)
-            self._next_beat = time.monotonic() + self._beat_every
-        if self.environment.forks:  # process workers must not share this process's database connection
-            close_database()
-        super().start()
+        held = HeldSignals()  # a stop while starting is a stop, once huey listens (see HeldSignals)
+        try:
+            log_like_huey()
+            observer = self.huey.observer
+            observer.consumer_started(self.info)
+            if self.reliable:
+                self.lease.policy = observer.ack_policy(self.lease.acknowledge)
+                self.lease.start(self.info.consumer_id)
+                self._next_beat = time.monotonic() + self._beat_every
+            if self.environment.forks:  # process workers must not share this process's database connection
+                close_database()
+            super().start()  # ends by installing huey's signal handlers in place of ours
+        except BaseException:
+            held.restore()
+            raise
+        held.deliver()
         self._alive()  # after huey installed its signal handlers: alive means ready
 
     def loop(self, health_check_ts: float | None = None) -> float | None:

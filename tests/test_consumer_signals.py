@@ -1,0 +1,74 @@
+"""A stop signal that reaches a consumer while it is still starting is a graceful stop.
+
+huey installs its signal handlers only at the end of ``Consumer.start()``; a
+``systemctl stop`` (SIGINT) before that used to raise KeyboardInterrupt out of
+``start()``: a traceback, exit status -2, and jobs left running in a dead process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import peewee
+import pytest
+
+from meingym_tasks.domain.models import User
+from meingym_tasks.jobs import get_job, schedule_user_processing
+from meingym_tasks.queue import queues
+from meingym_tasks.queue.queues import users_queue
+from meingym_tasks.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+# The users consumer, with the stop sent from inside start(): right after the
+# registry hears that the consumer started, before huey starts its workers.
+STOPPED_WHILE_STARTING = textwrap.dedent(
+    """
+    import logging, os, signal
+    from meingym_tasks.consumers import users
+
+    logging.basicConfig(level=logging.INFO)  # as huey_consumer does
+
+    recorder = users.observer
+
+    class StoppedWhileStarting:
+        def __getattr__(self, name):
+            return getattr(recorder, name)
+
+        def consumer_started(self, consumer):
+            recorder.consumer_started(consumer)
+            os.kill(os.getpid(), signal.SIGINT)  # what systemd's KillSignal sends
+
+    users.observe(StoppedWhileStarting())
+    users.create_consumer(workers=2, periodic=False).run()
+    """
+)
+
+
+def test_a_stop_that_arrives_while_the_consumer_starts_stops_it_gracefully(
+    app_env: dict[str, str], db: peewee.Database, tmp_path: Path
+) -> None:
+    queues.configure(Settings.from_env(app_env))
+    user = User.create(email="ida@example.org", name="Ida")
+    job_id = schedule_user_processing(user.id)["job_id"]
+    try:
+        consumer = subprocess.run(
+            [sys.executable, "-c", STOPPED_WHILE_STARTING],
+            env={**os.environ, **app_env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        log = consumer.stdout + consumer.stderr
+
+        assert consumer.returncode == 0, log
+        assert "Received SIGINT" in log and "Traceback" not in log, log
+        # The job either ran before the workers stopped or waits on the queue: never held by a dead process.
+        state = get_job(job_id)["state"]
+        assert (state, users_queue.pending_count()) in {("complete", 0), ("queued", 1)}, log
+    finally:
+        queues.reset()

@@ -195,3 +195,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def executions(logs: str) -> dict[str, int]:
+    """How often each job id was executed, from huey's "Executing <task>: <id>" log lines."""
+    runs: dict[str, int] = {}
+    for line in logs.splitlines():
+        if "Executing meingym_tasks.tasks." in line:
+            job_id = line.rsplit(": ", 1)[1].split()[0]
+            runs[job_id] = runs.get(job_id, 0) + 1
+    return runs

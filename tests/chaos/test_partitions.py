@@ -47,7 +47,7 @@ from meingym_tasks.queue.queues import actions_queue, users_queue
 from meingym_tasks.registry.models import JobAttempt, JobRecord
 from meingym_tasks.registry.recorder import flush_all
 from meingym_tasks.settings import Settings
-from tests.helpers import wait_until
+from tests.helpers import executions, wait_until
 from tests.netns import PREFIX, DelayRelay, Host, Network, PostgresCluster, RedisServer, require_netns
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -174,16 +174,6 @@ class CommandLog:
 
     def by(self, address: str, since: float = 0.0, until: float = float("inf")) -> list[str]:
         return [command for at, client, command in self.entries if client == address and since <= at < until]
-
-
-def executions(logs: str) -> dict[str, int]:
-    """How often each job id was executed, from huey's "Executing <task>: <id>" lines."""
-    runs: dict[str, int] = {}
-    for line in logs.splitlines():
-        if "Executing meingym_tasks.tasks." in line:
-            job_id = line.rsplit(": ", 1)[1].split()[0]
-            runs[job_id] = runs.get(job_id, 0) + 1
-    return runs
 
 
 def consumer_of(hostname: str, queue: str = USERS_QUEUE) -> str | None:

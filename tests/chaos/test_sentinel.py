@@ -44,7 +44,7 @@ from meingym_tasks.queue.queues import users_queue
 from meingym_tasks.registry.models import COMPLETE, JobAttempt, JobRecord
 from meingym_tasks.registry.recorder import flush_all
 from meingym_tasks.settings import Settings
-from tests.helpers import free_port, wait_until
+from tests.helpers import executions, free_port, wait_until
 from tests.netns import DelayRelay
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -241,16 +241,6 @@ def completed_ids(ids: list[str]) -> set[str]:
         query = JobRecord.select(JobRecord.job_id).where(JobRecord.job_id.in_(chunk), JobRecord.state == COMPLETE)
         done.update(row.job_id for row in query)
     return done
-
-
-def executions(logs: str) -> dict[str, int]:
-    """How often each job id was executed, from huey's "Executing <task>: <id>" log lines."""
-    runs: dict[str, int] = {}
-    for line in logs.splitlines():
-        if "Executing meingym_tasks.tasks." in line:
-            job_id = line.rsplit(": ", 1)[1].split()[0]
-            runs[job_id] = runs.get(job_id, 0) + 1
-    return runs
 
 
 def broker_idle(ha: RedisHA) -> bool:

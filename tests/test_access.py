@@ -203,6 +203,27 @@ def test_the_embedded_database_is_created_0600_in_a_0700_directory(
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
+def test_the_embedded_queue_is_created_0600_in_a_0700_directory_too(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """The SQLite broker's file holds job arguments and results (recipients' addresses)."""
+    from meingym_tasks.queue import queues
+    from meingym_tasks.queue.queues import users_queue
+
+    path = tmp_path / "queue" / "queue.db"
+    queues.configure(make_settings(MEINGYM_BROKER_URL=f"sqlite:///{path}"))
+    try:
+        users_queue.storage.enqueue(b"a message")  # a write: the -wal and -shm files appear
+        made = sorted(p.name for p in path.parent.iterdir())
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
+    finally:
+        queues.reset()
+
+    assert made == ["queue.db", "queue.db-shm", "queue.db-wal"]
+    assert modes == {name: 0o600 for name in made}
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
 def test_a_sqlite_path_that_cannot_be_made_fails_with_sqlites_own_error(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")

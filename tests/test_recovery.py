@@ -6,13 +6,17 @@ from collections.abc import Iterator
 
 import peewee
 import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
 
+from meingym_tasks.cli.main import cli
 from meingym_tasks.domain.models import User
 from meingym_tasks.jobs import dead_letters, get_job, schedule_user_processing
 from meingym_tasks.queue import queues
 from meingym_tasks.queue.queues import users_queue
 from meingym_tasks.queue.reliable import Lease
 from meingym_tasks.settings import Settings
+from meingym_tasks.web import WebSettings, create_app
 from tests.helpers import run_due
 
 
@@ -51,6 +55,25 @@ def test_the_jobs_of_a_dead_consumer_go_back_on_the_queue_and_complete(reaper: L
     users_queue.storage.lease_for(None)  # type: ignore[arg-type]
     run_due(users_queue)
     assert get_job(job_id)["state"] == "complete"
+
+
+def test_a_recovered_job_says_so_in_the_api_the_cli_and_its_page(
+    reaper: Lease, app_settings: Settings, app_env: dict[str, str]
+) -> None:
+    token = "recovery-test-token-0123456789"
+    job_id = schedule_user_processing(7)["job_id"]
+    die_holding_the_next_job("dead-consumer")
+    reap(reaper)
+
+    with TestClient(create_app(app_settings, WebSettings(admin_token=token)), follow_redirects=False) as client:
+        api = client.get(f"/api/jobs/{job_id}", headers={"Authorization": f"Bearer {token}"}).json()
+        assert client.post("/admin/login", data={"token": token}).status_code == 303
+        page = client.get(f"/admin/jobs/{job_id}").text
+    status = CliRunner().invoke(cli, ["status", job_id], env=app_env, catch_exceptions=False)
+
+    assert api["recoveries"] == 1
+    assert "<dt>Recovered</dt><dd>1 time(s) from a consumer that died or lost its lease</dd>" in page
+    assert "recovered: 1 time(s) from a consumer that died or lost its lease" in status.output
 
 
 def test_a_job_that_keeps_killing_its_consumer_is_failed_after_the_limit(reaper: Lease) -> None:

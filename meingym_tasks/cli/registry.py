@@ -94,6 +94,8 @@ def show_job(job: dict[str, Any], echo: Callable[[str], None] = click.echo) -> N
     echo(f"job {job['job_id']}  {job['name']} on {job['queue']}")
     echo(f"  state:     {job['state']}" + ("  (cancel requested)" if job["cancel_requested"] else ""))
     echo(f"  attempts:  {job['attempts']} of {job['max_attempts']}")
+    if job["recoveries"]:
+        echo(f"  recovered: {job['recoveries']} time(s) from a consumer that died or lost its lease")
     echo(f"  arguments: {json.dumps(job['arguments'])}")
     for label, key in (
         ("enqueued", "enqueued_at"),

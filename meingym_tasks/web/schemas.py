@@ -239,6 +239,10 @@ class JobSummary(BaseModel):
     result: Any
     error: str | None
     cancel_requested: bool
+    recoveries: int = Field(
+        description="How often the job went back on the queue because its consumer died or lost its lease "
+        "while running it (more than MEINGYM_MAX_RECOVERIES fails it)"
+    )
     updated_at: str | None
 
 

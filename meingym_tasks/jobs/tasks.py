@@ -117,6 +117,8 @@ def score_actions_batch(first_id: int, last_id: int, parent_id: str) -> int:
         raise JobCancelled(f"run {parent_id} was cancelled")
     scored = rescore_actions(first_id, last_id, utcnow())
     add_progress(parent_id, scored)
+    # huey's own lines name the batch's job id only; this one ties the batch to its run in the log.
+    logger.info("update-all-actions %s: ids %d..%d scored (%d actions)", parent_id, first_id, last_id, scored)
     return scored
 
 

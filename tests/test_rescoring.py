@@ -93,6 +93,27 @@ def test_an_empty_or_inverted_range_updates_nothing(user: User, exercises: dict[
     assert set(scores().values()) == {None}
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_bounds_are_read_from_the_ends_of_the_primary_key_not_by_a_scan(
+    user: User, exercises: dict[str, Exercise]
+) -> None:
+    """SQLite reads min() or max() from an index only for a query with just one of them.
+
+    (PostgreSQL plans both from the index in one query; the two queries cost it nothing.)
+    """
+    add_actions(user, exercises, 30)
+    with count_queries() as counter:
+        action_id_bounds()
+
+    database = Action._meta.database
+    plans = [
+        " ".join(row[-1] for row in database.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall())
+        for sql, params in (record.msg for record in counter.get_queries())
+    ]
+    assert len(plans) == 2
+    assert all(plan.startswith("SEARCH ") for plan in plans), plans  # both in one query: "SCAN t1"
+
+
 @pytest.mark.parametrize("size", [1, 30, 300])
 def test_rescoring_is_one_query_whatever_the_range_size(user: User, exercises: dict[str, Exercise], size: int) -> None:
     ids = add_actions(user, exercises, size)

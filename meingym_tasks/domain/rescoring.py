@@ -25,9 +25,12 @@ def action_id_bounds() -> tuple[int, int] | None:
 
     Ids may have gaps; ranges between the bounds are cheap primary-key scans either way.
     """
-    low, high = Action.select(peewee.fn.MIN(Action.id), peewee.fn.MAX(Action.id)).scalar(as_tuple=True)
-    if low is None or high is None:
+    # Two queries: SQLite reads min() or max() from the end of the index only when a query has
+    # one of them; MIN and MAX together scanned every action (85 ms of 1M before each run).
+    low = Action.select(peewee.fn.MIN(Action.id)).scalar()
+    if low is None:
         return None
+    high = Action.select(peewee.fn.MAX(Action.id)).scalar()
     return int(low), int(high)
 
 

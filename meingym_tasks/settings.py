@@ -49,7 +49,7 @@ class Settings:
     result_ttl: int = 24 * 3600
     failed_result_ttl: int = 7 * 24 * 3600
     keep_complete_count: int = 100_000
-    update_batch_size: int = 50_000
+    update_batch_size: int = 200_000  # on the default database, SQLite (see default_update_batch_size)
     update_lock_ttl: int = 6 * 3600
     max_schedule_ahead: int = 30 * 24 * 3600
     reliable_fetch: bool = True
@@ -269,6 +269,18 @@ def _scheme_ok(name: str, url: str, schemes: tuple[str, ...]) -> str:
     return url
 
 
+def default_update_batch_size(database_url: str) -> int:
+    """Action ids per update-all-actions batch when ``MEINGYM_UPDATE_BATCH_SIZE`` is unset.
+
+    SQLite has one writer: batches run one after another whatever the number of
+    workers, and each costs a commit, the chord's and the registry's writes and a
+    hand-over of the write lock, so fewer, larger ones (about 0.25 s each at
+    200,000; 1M actions: 1.27x one UPDATE in batches of 50,000, about 1.05x in
+    batches of 200,000). PostgreSQL runs batches side by side on every consumer.
+    """
+    return 200_000 if urlsplit(database_url).scheme == "sqlite" else 50_000
+
+
 def _broker_url(env: Mapping[str, str], data_dir: Path) -> str:
     """``MEINGYM_BROKER_URL`` wins; ``REDIS_URL`` or ``REDIS_HOST``/``REDIS_PORT`` select Redis."""
     explicit = env_value(env, "MEINGYM_BROKER_URL")
@@ -366,7 +378,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
         result_ttl=env_int(env, "MEINGYM_RESULT_TTL", 24 * 3600, 1, 365 * 86400),
         failed_result_ttl=env_int(env, "MEINGYM_FAILED_RESULT_TTL", 7 * 86400, 1, 365 * 86400),
         keep_complete_count=env_int(env, "MEINGYM_KEEP_COMPLETE_COUNT", 100_000, 0, 1_000_000_000),
-        update_batch_size=env_int(env, "MEINGYM_UPDATE_BATCH_SIZE", 50_000, 1, 10_000_000),
+        update_batch_size=env_int(
+            env, "MEINGYM_UPDATE_BATCH_SIZE", default_update_batch_size(database_url), 1, 10_000_000
+        ),
         update_lock_ttl=env_int(env, "MEINGYM_UPDATE_LOCK_TTL", 6 * 3600, 60, 7 * 86400),
         max_schedule_ahead=env_int(env, "MEINGYM_MAX_SCHEDULE_AHEAD", 30 * 86400, 60, 3650 * 86400),
         reliable_fetch=env_bool(env, "MEINGYM_RELIABLE_FETCH", True),

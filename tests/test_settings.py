@@ -34,6 +34,21 @@ def test_redis_url_selects_redis(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("env", "batch_size"),
+    [
+        ({}, 200_000),  # the embedded SQLite database: one writer, fewer and larger batches
+        ({"DATABASE_URL": "postgresql://postgres@127.0.0.1/meingym"}, 50_000),  # batches side by side
+        ({"MEINGYM_UPDATE_BATCH_SIZE": "1000"}, 1_000),
+        ({"DATABASE_URL": "postgresql://postgres@127.0.0.1/meingym", "MEINGYM_UPDATE_BATCH_SIZE": "7"}, 7),
+    ],
+)
+def test_the_update_batch_size_suits_the_database_unless_set(
+    tmp_path: Path, env: dict[str, str], batch_size: int
+) -> None:
+    assert Settings.from_env({"MEINGYM_DATA_DIR": str(tmp_path), **env}).update_batch_size == batch_size
+
+
+@pytest.mark.parametrize(
     ("env", "url"),
     [
         ({"REDIS_HOST": "queue.internal"}, "redis://queue.internal:6379/0"),

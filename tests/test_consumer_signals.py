@@ -24,40 +24,37 @@ from meingym_tasks.settings import Settings
 
 pytestmark = pytest.mark.slow
 
-# The users consumer, with the stop sent from inside start(): right after the
-# registry hears that the consumer started, before huey starts its workers.
+# The users consumer, with the stop sent from inside huey's Consumer.start(): when it logs its
+# first line, before it starts its workers and installs its own signal handlers.
 STOPPED_WHILE_STARTING = textwrap.dedent(
     """
-    import logging, os, signal
+    import logging, os, signal, sys
     from meingym_tasks.consumers import users
 
     logging.basicConfig(level=logging.INFO)  # as huey_consumer does
 
-    recorder = users.observer
+    class StopWhileStarting(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("Huey consumer started"):
+                for _ in range(int(sys.argv[1])):
+                    os.kill(os.getpid(), signal.SIGINT)  # what systemd's KillSignal sends
 
-    class StoppedWhileStarting:
-        def __getattr__(self, name):
-            return getattr(recorder, name)
-
-        def consumer_started(self, consumer):
-            recorder.consumer_started(consumer)
-            os.kill(os.getpid(), signal.SIGINT)  # what systemd's KillSignal sends
-
-    users.observe(StoppedWhileStarting())
+    logging.getLogger("huey.consumer").addHandler(StopWhileStarting())
     users.create_consumer(workers=2, periodic=False).run()
     """
 )
 
 
+@pytest.mark.parametrize("signals", [1, 2], ids=["one SIGINT", "two SIGINTs"])
 def test_a_stop_that_arrives_while_the_consumer_starts_stops_it_gracefully(
-    app_env: dict[str, str], db: peewee.Database, tmp_path: Path
+    signals: int, app_env: dict[str, str], db: peewee.Database, tmp_path: Path
 ) -> None:
     queues.configure(Settings.from_env(app_env))
     user = User.create(email="ida@example.org", name="Ida")
     job_id = schedule_user_processing(user.id)["job_id"]
     try:
         consumer = subprocess.run(
-            [sys.executable, "-c", STOPPED_WHILE_STARTING],
+            [sys.executable, "-c", STOPPED_WHILE_STARTING, str(signals)],
             env={**os.environ, **app_env},
             capture_output=True,
             text=True,

@@ -54,13 +54,14 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class HeldSignals:
-    """Stop signals that arrive while the consumer starts, kept until huey can handle them.
+    """Stop signals that arrive while huey's ``Consumer.start()`` runs, kept until huey handles them.
 
-    huey installs its signal handlers only at the end of ``Consumer.start()``,
-    after its worker threads run: a ``systemctl stop`` in between raised
-    KeyboardInterrupt out of ``start()`` and killed the consumer mid-job
-    instead of stopping it gracefully. Whoever installs handlers next (huey)
-    replaces ours; :meth:`deliver` then raises what arrived, to them.
+    huey installs its signal handlers only at the end of ``start()``, after its
+    worker threads run: a ``systemctl stop`` in between raised KeyboardInterrupt
+    out of ``start()`` and killed the consumer mid-job instead of stopping it
+    gracefully. huey's handlers replace ours; :meth:`deliver` then raises each
+    signal that arrived once, to them (a second SIGINT would be huey's "stop
+    now", raised as KeyboardInterrupt right here).
     """
 
     def __init__(self) -> None:
@@ -71,7 +72,7 @@ class HeldSignals:
         self.arrived.append(signum)
 
     def deliver(self) -> None:
-        for signum in self.arrived:
+        for signum in dict.fromkeys(self.arrived):
             signal.raise_signal(signum)
 
     def restore(self) -> None:
@@ -342,17 +343,19 @@ class ReliableConsumer(Consumer):
         self._stopped = False
 
     def start(self) -> None:
-        held = HeldSignals()  # a stop while starting is a stop, once huey listens (see HeldSignals)
+        log_like_huey()
+        observer = self.huey.observer
+        observer.consumer_started(self.info)
+        if self.reliable:
+            self.lease.policy = observer.ack_policy(self.lease.acknowledge)
+            self.lease.start(self.info.consumer_id)
+            self._next_beat = time.monotonic() + self._beat_every
+        if self.environment.forks:  # process workers must not share this process's database connection
+            close_database()
+        # Until here a stop signal ends the process at once (no job taken yet); from here on,
+        # with workers starting, it is kept for huey (see HeldSignals).
+        held = HeldSignals()
         try:
-            log_like_huey()
-            observer = self.huey.observer
-            observer.consumer_started(self.info)
-            if self.reliable:
-                self.lease.policy = observer.ack_policy(self.lease.acknowledge)
-                self.lease.start(self.info.consumer_id)
-                self._next_beat = time.monotonic() + self._beat_every
-            if self.environment.forks:  # process workers must not share this process's database connection
-                close_database()
             super().start()  # ends by installing huey's signal handlers in place of ours
         except BaseException:
             held.restore()

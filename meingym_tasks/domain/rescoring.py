@@ -31,6 +31,8 @@ def action_id_bounds() -> tuple[int, int] | None:
     if low is None:
         return None
     high = Action.select(peewee.fn.MAX(Action.id)).scalar()
+    if high is None:  # emptied between the two queries
+        return None
     return int(low), int(high)
 
 

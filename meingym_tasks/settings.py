@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from meingym_tasks.exceptions import ConfigurationError
 
+#: update-all-actions' default batch sizes (see :func:`default_update_batch_size`).
+SQLITE_UPDATE_BATCH_SIZE, POSTGRES_UPDATE_BATCH_SIZE = 200_000, 50_000
 BROKER_SCHEMES = ("sqlite", "redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "postgresql", "postgres")
 #: Redis through Sentinel: ``redis+sentinel://[[user]:password@]host:port,host:port/service[/db][?options]``.
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -49,7 +51,7 @@ class Settings:
     result_ttl: int = 24 * 3600
     failed_result_ttl: int = 7 * 24 * 3600
     keep_complete_count: int = 100_000
-    update_batch_size: int = 200_000  # on the default database, SQLite (see default_update_batch_size)
+    update_batch_size: int = SQLITE_UPDATE_BATCH_SIZE  # the default database's (see default_update_batch_size)
     update_lock_ttl: int = 6 * 3600
     max_schedule_ahead: int = 30 * 24 * 3600
     reliable_fetch: bool = True
@@ -272,13 +274,12 @@ def _scheme_ok(name: str, url: str, schemes: tuple[str, ...]) -> str:
 def default_update_batch_size(database_url: str) -> int:
     """Action ids per update-all-actions batch when ``MEINGYM_UPDATE_BATCH_SIZE`` is unset.
 
-    SQLite has one writer: batches run one after another whatever the number of
-    workers, and each costs a commit, the chord's and the registry's writes and a
-    hand-over of the write lock, so fewer, larger ones (about 0.25 s each at
-    200,000; 1M actions: 1.27x one UPDATE in batches of 50,000, about 1.05x in
-    batches of 200,000). PostgreSQL runs batches side by side on every consumer.
+    SQLite has one writer: batches run one after another whatever the workers,
+    each paying a commit, bookkeeping and a hand-over of the write lock, so
+    fewer, larger ones (measured in docs/performance.md). PostgreSQL runs
+    batches side by side on every consumer.
     """
-    return 200_000 if urlsplit(database_url).scheme == "sqlite" else 50_000
+    return SQLITE_UPDATE_BATCH_SIZE if urlsplit(database_url).scheme == "sqlite" else POSTGRES_UPDATE_BATCH_SIZE
 
 
 def _broker_url(env: Mapping[str, str], data_dir: Path) -> str:

@@ -33,7 +33,8 @@ def test_each_batch_logs_its_run_and_its_id_range(
         queues.reset()
 
     lines = sorted(
-        r.getMessage() for r in caplog.records if r.getMessage().startswith(f"update-all-actions {run_id}: ids")
+        (r.getMessage() for r in caplog.records if r.getMessage().startswith(f"update-all-actions {run_id}: ids")),
+        key=lambda line: int(line.split(" ids ")[1].split("..")[0]),  # by first id, not as text
     )
     assert lines == [
         f"update-all-actions {run_id}: ids {first}..{first + 9} scored (10 actions)",

@@ -197,11 +197,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def executions(logs: str) -> dict[str, int]:
-    """How often each job id was executed, from huey's "Executing <task>: <id>" log lines."""
+def executions(logs: str, job: str) -> dict[str, int]:
+    """How often each job id of ``job`` was executed, from huey's "Executing <task>: <id>" log lines.
+
+    One job's only: the periodic housekeeping (every ten minutes) runs on the same queues.
+    """
     runs: dict[str, int] = {}
     for line in logs.splitlines():
-        if "Executing meingym_tasks.tasks." in line:
+        if f"Executing meingym_tasks.tasks.{job}: " in line:
             job_id = line.rsplit(": ", 1)[1].split()[0]
             runs[job_id] = runs.get(job_id, 0) + 1
     return runs

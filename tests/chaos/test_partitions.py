@@ -42,6 +42,7 @@ from meingym_tasks.db.migrate import migrate
 from meingym_tasks.domain.models import Action, User
 from meingym_tasks.domain.seed import seed_demo_data
 from meingym_tasks.jobs import counts, schedule_user_processing
+from meingym_tasks.names import PROCESS_USER_DATA
 from meingym_tasks.queue import queues
 from meingym_tasks.queue.queues import actions_queue, users_queue
 from meingym_tasks.registry.models import JobAttempt, JobRecord
@@ -240,7 +241,7 @@ def test_a_host_cut_off_longer_than_the_heartbeat_timeout_is_taken_over_and_rejo
         for host in (a, b):
             host.stop()
 
-    runs_a, runs_b = executions(lan.logs(a)), executions(lan.logs(b))
+    runs_a, runs_b = executions(lan.logs(a), PROCESS_USER_DATA), executions(lan.logs(b), PROCESS_USER_DATA)
     both_sides = set(runs_a) & set(runs_b)
     twice = {job for job in set(runs_a) | set(runs_b) if runs_a.get(job, 0) + runs_b.get(job, 0) > 1}
     recovered_lines = re.findall(rf"job (\S+) \(\S+\) recovered from {re.escape(b_lease)}", lan.logs(a))
@@ -314,7 +315,7 @@ def test_a_partition_shorter_than_the_heartbeat_timeout_runs_nothing_twice(lan: 
     for host in (a, b):
         host.stop()
 
-    runs_a, runs_b = executions(lan.logs(a)), executions(lan.logs(b))
+    runs_a, runs_b = executions(lan.logs(a), PROCESS_USER_DATA), executions(lan.logs(b), PROCESS_USER_DATA)
     print(f"\nshort partition: {len(held_at_cut)} job(s) held by host b at the cut; none ran twice")
     assert states() == {"complete": len(jobs)}
     assert "recovered" not in lan.logs(a) + lan.logs(b)  # no takeover
@@ -347,7 +348,7 @@ def test_a_slow_lossy_host_still_completes_every_job_and_is_not_taken_for_dead(l
         for host in (a, c):
             host.stop()
 
-    runs = executions(lan.logs(a) + lan.logs(c))
+    runs = executions(lan.logs(a) + lan.logs(c), PROCESS_USER_DATA)
     print(f"\nslow host (+{2 * delay * 1000:.0f} ms per round trip, 5 % loss): ran {ran_on_c} of {len(jobs)} jobs")
     assert states() == {"complete": len(jobs)}
     assert "recovered" not in lan.logs(a)  # never mistaken for a dead consumer

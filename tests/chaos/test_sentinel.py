@@ -39,6 +39,7 @@ import redis
 from meingym_tasks.domain.models import User
 from meingym_tasks.exceptions import BrokerUnavailable
 from meingym_tasks.jobs import schedule_user_processing
+from meingym_tasks.names import PROCESS_USER_DATA
 from meingym_tasks.queue import queues
 from meingym_tasks.queue.queues import users_queue
 from meingym_tasks.registry.models import COMPLETE, JobAttempt, JobRecord
@@ -321,7 +322,7 @@ def test_consumers_producers_and_the_web_follow_a_failover_of_the_primary_under_
 
     lost = sorted(set(accepted) - done)
     consumer_logs = [path.read_text(errors="replace") for path in sorted(logs.glob("consumer-*.log"))]
-    runs = executions("".join(consumer_logs))
+    runs = executions("".join(consumer_logs), PROCESS_USER_DATA)
     twice = sorted(job_id for job_id, count in runs.items() if count > 1)
     # Each consumer says how long it found no broker: from the kill until it reached the promoted replica.
     outages = [float(m) for log in consumer_logs for m in re.findall(r"broker available again after ([\d.]+) s", log)]
